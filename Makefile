@@ -1,0 +1,34 @@
+# make run   -- train inverted_pendulum by reward modeling (200 oracle labels)
+# make test  -- the CPU test suite
+# make bench -- throughput benchmark against brax's ppo.train
+# Each target creates .venv and installs rrm with its pinned dependencies first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+WORKDIR ?= runs/inverted_pendulum_$(shell date +%Y%m%d_%H%M%S)
+
+.PHONY: install run run-true test bench clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m launch.train --config=experiments/configs/inverted_pendulum.py --workdir=$(WORKDIR)
+
+run-true: $(STAMP)
+	$(PY) -m launch.train --config=experiments/configs/inverted_pendulum.py --config.reward.source=true --workdir=$(WORKDIR)_true
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.throughput
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

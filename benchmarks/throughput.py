@@ -1,0 +1,140 @@
+"""Env-steps/s of rrm's iteration vs brax's own `ppo.train`, in one process.
+
+  python -m benchmarks.throughput [--config=...inverted_pendulum.py] \
+      [--iterations=30] [--num_envs=256]
+
+Both run the same env and backend, num_envs, unroll length, minibatches,
+epochs and network sizes. brax trains on the true reward of the standard
+task; rrm runs its full reward-modeling iteration (learned-reward relabelling,
+segments, a label round with oracle and reward-model update in *every*
+iteration: the most expensive schedule) on the fixed-horizon variant. Both
+figures exclude compilation and evaluation: brax's `training/sps` of its
+post-compile epochs, and rrm's timed iterations after a warm-up one
+(including the host's per-iteration metric fetch).
+
+brax 0.14.2's `ppo.train` calls `jax.device_put_replicated`, which jax 0.10
+removed; on one device it is a stack along a new leading axis, which
+`_ensure_device_put_replicated` supplies so that brax's trainer runs as is.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+
+import rrm  # noqa: F401  (quiet brax import)
+from brax.training.agents.ppo import networks as ppo_networks
+from brax.training.agents.ppo import train as brax_ppo
+from rrm import config as rrm_config
+from rrm import envs as rrm_envs
+from rrm import train as rrm_train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/inverted_pendulum.py", "Run config.",
+    lock_config=True)
+_ITERATIONS = flags.DEFINE_integer("iterations", 30,
+                                   "Timed rrm iterations (after warm-up).")
+_BRAX_EPOCHS = flags.DEFINE_integer(
+    "brax_epochs", 3, "brax epochs timed after its compile epoch; each as "
+    "many env steps as --iterations rrm iterations / epochs.")
+
+
+def _ensure_device_put_replicated() -> None:
+  if hasattr(jax, "device_put_replicated"):
+    return
+
+  def device_put_replicated(x, devices):
+    return jax.tree.map(lambda a: jax.device_put(jnp.stack([a] * len(devices))),
+                        x)
+
+  jax.device_put_replicated = device_put_replicated
+
+
+def rrm_steps_per_second(config: rrm_config.TrainConfig,
+                         iterations: int) -> dict[str, float]:
+  train = rrm_train.make_train(config)
+  key = jax.random.PRNGKey(config.seed)
+  t0 = time.time()
+  state = train.init(key)
+  state, m = train.iteration(state, jax.random.fold_in(key, 0))
+  jax.device_get(m)
+  compile_s = time.time() - t0
+  t0 = time.time()
+  for i in range(iterations):
+    state, m = train.iteration(state, jax.random.fold_in(key, i + 1))
+    jax.device_get(m)
+  dt = time.time() - t0
+  return {"sps": iterations * config.env_steps_per_iteration / dt,
+          "compile_s": compile_s, "seconds": dt}
+
+
+def brax_steps_per_second(config: rrm_config.TrainConfig, iterations: int,
+                          epochs: int) -> dict[str, float]:
+  _ensure_device_put_replicated()
+  env = rrm_envs.make_base_env(config.env, fixed_horizon=False)
+  p = config.ppo
+  sps = []
+
+  def progress(unused_step, metrics):
+    if "training/sps" in metrics:
+      sps.append(float(metrics["training/sps"]))
+
+  brax_ppo.train(
+      environment=env,
+      num_timesteps=(epochs + 1) * iterations * config.env_steps_per_iteration
+      // epochs,
+      num_evals=epochs + 2, episode_length=config.env.eval_episode_length,
+      num_envs=config.env.num_envs, batch_size=p.batch_size,
+      num_minibatches=p.num_minibatches, unroll_length=p.unroll_length,
+      num_updates_per_batch=p.num_updates_per_batch,
+      learning_rate=p.learning_rate, entropy_cost=p.entropy_cost,
+      discounting=p.discounting, gae_lambda=p.gae_lambda,
+      clipping_epsilon=p.clipping_epsilon, reward_scaling=p.reward_scaling,
+      normalize_observations=p.normalize_observations,
+      network_factory=functools.partial(
+          ppo_networks.make_ppo_networks,
+          policy_hidden_layer_sizes=p.policy_hidden_layer_sizes,
+          value_hidden_layer_sizes=p.value_hidden_layer_sizes),
+      num_eval_envs=config.env.num_eval_envs, seed=config.seed,
+      progress_fn=progress)
+  # The first epoch's figure includes compilation: keep the later ones.
+  steady = sps[1:] if len(sps) > 1 else sps
+  return {"sps": sum(steady) / len(steady), "epochs": len(steady)}
+
+
+def main(argv):
+  del argv
+  config = rrm_config.from_config_dict(_CONFIG.value)
+  n = _ITERATIONS.value
+  print(f"env {config.env.name} ({config.env.backend}), num_envs "
+        f"{config.env.num_envs}, unroll {config.ppo.unroll_length}, "
+        f"{config.ppo.num_minibatches} minibatches x "
+        f"{config.ppo.num_updates_per_batch} epochs, "
+        f"{config.env_steps_per_iteration} env steps per iteration; "
+        f"{jax.devices()[0].platform}")
+  brax = brax_steps_per_second(config, n, _BRAX_EPOCHS.value)
+  print(f"brax ppo.train (true reward):        {brax['sps']:>10,.0f} "
+        f"env-steps/s (mean of {brax['epochs']} post-compile epochs)")
+  labelled = rrm_steps_per_second(config, n)
+  print(f"rrm iteration (learned reward, labels every iteration): "
+        f"{labelled['sps']:>10,.0f} env-steps/s ({n} iterations, compile + "
+        f"init {labelled['compile_s']:.0f}s)")
+  true_cd = _CONFIG.value.copy_and_resolve_references()
+  true_cd.reward.source = "true"
+  true = rrm_steps_per_second(rrm_config.from_config_dict(true_cd), n)
+  print(f"rrm iteration (true reward):         {true['sps']:>10,.0f} "
+        "env-steps/s")
+  print(f"ratio rrm(learned, labels on) / brax: "
+        f"{labelled['sps'] / brax['sps']:.3f}")
+  print(f"ratio rrm(true reward) / brax:        "
+        f"{true['sps'] / brax['sps']:.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,72 @@
+"""Shared defaults of every reward-modeling run; env configs override them.
+
+Not a launchable config by itself: see inverted_pendulum.py, hopper.py, ...
+"""
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # PRNG seed: same seed, same run (bit-exact on CPU)
+  c.num_iterations = 100  # training iterations (one rollout + updates each)
+  c.eval_every = 10  # iterations between deterministic evaluations
+
+  c.env = ml_collections.ConfigDict()
+  c.env.name = "inverted_pendulum"  # any Brax env name
+  c.env.backend = "generalized"  # brax physics: generalized|positional|spring|mjx
+  c.env.episode_length = 1000  # fixed training horizon (steps)
+  c.env.eval_episode_length = 1000  # standard task's episode length for eval
+  c.env.fixed_horizon = True  # no early termination; failure priced in reward
+  c.env.on_failure = "reset"  # fixed horizon: reset | continue after a failure
+  c.env.failure_reward = -10.0  # reward on steps the standard task would end on
+  c.env.num_envs = 256  # parallel training envs (B)
+  c.env.num_eval_envs = 16  # parallel evaluation episodes
+  c.env.kwargs = ml_collections.ConfigDict()  # extra brax env constructor args
+
+  c.ppo = ml_collections.ConfigDict()  # names and meaning as brax's ppo.train
+  c.ppo.unroll_length = 5  # steps per unroll (GAE window)
+  c.ppo.batch_size = 256  # unrolls per minibatch
+  c.ppo.num_minibatches = 8  # minibatches per epoch; rollout = batch * this
+  c.ppo.num_updates_per_batch = 4  # epochs over each rollout
+  c.ppo.learning_rate = 3e-4  # Adam step size
+  c.ppo.entropy_cost = 1e-2  # entropy bonus weight
+  c.ppo.discounting = 0.97  # gamma
+  c.ppo.gae_lambda = 0.95  # GAE lambda
+  c.ppo.clipping_epsilon = 0.3  # PPO ratio clip
+  c.ppo.reward_scaling = 1.0  # multiplier on the (learned or true) reward
+  c.ppo.normalize_observations = True  # running mean/std of observations
+  c.ppo.max_grad_norm = None  # global-norm gradient clip (None: off)
+  c.ppo.policy_hidden_layer_sizes = (32, 32, 32, 32)  # brax's default
+  c.ppo.value_hidden_layer_sizes = (256, 256, 256, 256, 256)  # brax's default
+
+  c.reward = ml_collections.ConfigDict()
+  c.reward.source = "learned"  # learned: from labels | true: baseline
+  c.reward.input = "obs_action"  # obs | obs_action | next_obs
+  c.reward.ensemble_size = 3  # members, each on its own bootstrap
+  c.reward.hidden_layer_sizes = (64, 64)  # MLP widths
+  c.reward.learning_rate = 1e-3  # AdamW step size
+  c.reward.weight_decay = 1e-4  # AdamW decoupled weight decay
+  c.reward.batch_size = 64  # label pairs per member per step
+  c.reward.num_steps = 50  # SGD steps after each round of labels
+  c.reward.initial_num_steps = 500  # SGD steps on the initial batch
+  c.reward.heldout_every = 10  # every k-th label held out (0: none)
+
+  c.feedback = ml_collections.ConfigDict()
+  c.feedback.segment_length = 25  # L, steps per segment
+  c.feedback.pool_size = 1024  # recent segments queries draw from
+  c.feedback.segments_per_iteration = 256  # segments added to the pool per iteration
+  c.feedback.budget = 200  # total labels (label dataset capacity)
+  c.feedback.initial_labels = 50  # labels on random-policy segments, before RL
+  c.feedback.labels_per_round = 10  # labels per round
+  c.feedback.round_every = 1  # iterations between rounds
+  c.feedback.query_selector = "uniform"  # how pairs are chosen
+
+  c.oracle = ml_collections.ConfigDict()
+  c.oracle.beta = float("inf")  # rationality: inf = perfect, 1 = Boltzmann
+  c.oracle.equal_threshold = 0.0  # |R2 - R1| <= this -> label 0.5
+
+  c.log = ml_collections.ConfigDict()
+  c.log.tensorboard = False  # also write TensorBoard events
+  c.log.print_every = 1  # iterations between progress lines
+  return c

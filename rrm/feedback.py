@@ -1,0 +1,91 @@
+"""The label dataset and the label schedule.
+
+The dataset is a fixed-capacity buffer (capacity = label budget) of segment
+pairs and their labels, with a count: its shapes never change, so the
+iteration compiles once and runs can be vmapped and checkpointed. Labels are
+never overwritten; once the budget is spent no more are added.
+"""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from rrm import segments as rrm_segments
+
+
+@flax.struct.dataclass
+class LabelDataset:
+  first: rrm_segments.Segments  # [N, L, ...]
+  second: rrm_segments.Segments  # [N, L, ...]
+  label: jax.Array  # [N] float, P(second preferred): 0, 0.5 or 1
+  iteration: jax.Array  # [N] int32, iteration that asked (-1: initial batch)
+  count: jax.Array  # [] int32, labels stored
+  spent: jax.Array  # [] int32, labels paid for (>= count once skips exist)
+
+  @property
+  def capacity(self) -> int:
+    return self.label.shape[0]
+
+  @property
+  def mask(self) -> jax.Array:
+    """[N] bool, true for stored labels."""
+    return jnp.arange(self.capacity) < self.count
+
+
+def init_labels(capacity: int, length: int, obs_size: int,
+                action_size: int) -> LabelDataset:
+  empty = rrm_segments.zeros(capacity, length, obs_size, action_size)
+  return LabelDataset(first=empty, second=empty,
+                      label=jnp.zeros((capacity,)),
+                      iteration=jnp.full((capacity,), -1, jnp.int32),
+                      count=jnp.zeros((), jnp.int32),
+                      spent=jnp.zeros((), jnp.int32))
+
+
+def add_labels(dataset: LabelDataset, first: rrm_segments.Segments,
+               second: rrm_segments.Segments, label: jax.Array,
+               active: jax.Array, iteration: jax.Array) -> LabelDataset:
+  """Appends the active rows of a query batch.
+
+  Args:
+    dataset: the dataset.
+    first, second: the queried segments, leading dim [Q].
+    label: [Q] labels.
+    active: [Q] bool; must be a prefix mask (the first n rows), as the
+      schedule produces. Inactive rows and rows beyond capacity are dropped.
+    iteration: [] int32 iteration stamp of these labels.
+
+  Returns:
+    The dataset with the active rows at [count, count + n).
+  """
+  n = jnp.sum(active.astype(jnp.int32))
+  rows = jnp.where(active, dataset.count + jnp.arange(active.shape[0]),
+                   dataset.capacity)  # out of range -> dropped
+
+  def put(buf, new):
+    return buf.at[rows].set(new, mode="drop")
+
+  added = jnp.minimum(n, dataset.capacity - dataset.count)
+  return dataset.replace(
+      first=jax.tree.map(put, dataset.first, first),
+      second=jax.tree.map(put, dataset.second, second),
+      label=put(dataset.label, label),
+      iteration=put(dataset.iteration,
+                    jnp.full(active.shape, iteration, jnp.int32)),
+      count=dataset.count + added,
+      spent=dataset.spent + added)
+
+
+def labels_due(iteration: jax.Array, spent: jax.Array, budget: int,
+               labels_per_round: int, round_every: int) -> jax.Array:
+  """Labels to ask for at `iteration`: a round every `round_every` iterations.
+
+  Returns an int32 scalar in [0, labels_per_round]; 0 once the budget is
+  spent. The initial batch is asked for by the trainer's `init`.
+  """
+  is_round = (iteration % round_every) == 0
+  remaining = jnp.maximum(budget - spent, 0)
+  return jnp.where(is_round, jnp.minimum(remaining, labels_per_round),
+                   0).astype(jnp.int32)

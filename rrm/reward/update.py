@@ -1,0 +1,174 @@
+"""Reward-model state, its update step, accuracy and output normalisation."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from brax.training.acme import running_statistics
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from rrm import feedback as rrm_feedback
+from rrm import segments as rrm_segments
+from rrm.reward import losses
+from rrm.reward import model as rrm_model
+
+
+@flax.struct.dataclass
+class RewardState:
+  params: Any  # ensemble parameters, leading member axis [M]
+  opt_state: Any  # per-member optimiser state, leading axis [M]
+  # Statistics of the ensemble-mean per-step prediction on the segment pool,
+  # refitted after every update (see `refit_normalizer`).
+  normalizer: running_statistics.RunningStatisticsState
+
+
+def init_reward_state(model: rrm_model.RewardModel,
+                      optimizer: optax.GradientTransformation, key: jax.Array,
+                      ensemble_size: int) -> RewardState:
+  params = rrm_model.init_ensemble(model, key, ensemble_size)
+  return RewardState(params=params,
+                     opt_state=jax.vmap(optimizer.init)(params),
+                     normalizer=running_statistics.init_state(
+                         jnp.zeros((), jnp.float32)))
+
+
+def heldout_mask(capacity: int, heldout_every: int) -> jax.Array:
+  """[N] bool: label i is held out iff i % k == k - 1 (k = heldout_every)."""
+  if heldout_every == 0:
+    return jnp.zeros((capacity,), bool)
+  return jnp.arange(capacity) % heldout_every == heldout_every - 1
+
+
+def _train_index(j: jax.Array, heldout_every: int) -> jax.Array:
+  """The j-th training label's index, skipping every k-th (held-out) one."""
+  if heldout_every == 0:
+    return j
+  return j + j // (heldout_every - 1)
+
+
+def _num_train(count: jax.Array, heldout_every: int) -> jax.Array:
+  if heldout_every == 0:
+    return count
+  return count - count // heldout_every
+
+
+def make_reward_update(
+    model: rrm_model.RewardModel, optimizer: optax.GradientTransformation,
+    batch_size: int, num_steps: int, heldout_every: int
+) -> Callable[[RewardState, rrm_feedback.LabelDataset, jax.Array],
+              tuple[RewardState, dict[str, jax.Array]]]:
+  """Builds `update(state, dataset, key) -> (state, metrics)`.
+
+  Each of `num_steps` steps gives every ensemble member its own minibatch of
+  `batch_size` training labels drawn with replacement (a bootstrap, so members
+  see different data orders and weights) and one optimiser step on the
+  Bradley–Terry loss. Held-out labels are never trained on. With no training
+  labels yet the update is a no-op.
+  """
+
+  def member_loss(params, first, second, label):
+    r1 = jnp.sum(model.network.apply(params, model.inputs(
+        first.observation, first.action, first.next_observation))[..., 0], -1)
+    r2 = jnp.sum(model.network.apply(params, model.inputs(
+        second.observation, second.action, second.next_observation))[..., 0],
+                 -1)
+    loss = jnp.mean(losses.bradley_terry_loss(r1, r2, label))
+    decided = label != 0.5
+    correct = ((r2 > r1) == (label > 0.5)) & decided
+    accuracy = jnp.sum(correct) / jnp.maximum(jnp.sum(decided), 1)
+    return loss, accuracy
+
+  grad_fn = jax.value_and_grad(member_loss, has_aux=True)
+
+  def member_step(params, opt_state, dataset, n_train, key):
+    j = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n_train, 1))
+    idx = _train_index(j, heldout_every)
+    take = lambda x: x[idx]
+    (loss, accuracy), grads = grad_fn(
+        params, jax.tree.map(take, dataset.first),
+        jax.tree.map(take, dataset.second), dataset.label[idx])
+    updates, new_opt_state = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    # No training labels: keep everything as it was.
+    keep = n_train == 0
+    new_params, new_opt_state = jax.tree.map(
+        lambda old, new: jnp.where(keep, old, new), (params, opt_state),
+        (new_params, new_opt_state))
+    return new_params, new_opt_state, loss, accuracy
+
+  def update(state: RewardState, dataset: rrm_feedback.LabelDataset,
+             key: jax.Array) -> tuple[RewardState, dict[str, jax.Array]]:
+    n_train = _num_train(dataset.count, heldout_every)
+    ensemble_size = jax.tree.leaves(state.params)[0].shape[0]
+
+    def step(carry, step_key):
+      params, opt_state = carry
+      keys = jax.random.split(step_key, ensemble_size)
+      params, opt_state, loss, accuracy = jax.vmap(
+          member_step, in_axes=(0, 0, None, None, 0))(params, opt_state,
+                                                      dataset, n_train, keys)
+      return (params, opt_state), (loss, accuracy)
+
+    (params, opt_state), (loss, accuracy) = jax.lax.scan(
+        step, (state.params, state.opt_state), jax.random.split(key, num_steps))
+    metrics = {"reward/loss": jnp.mean(loss[-1]),
+               "reward/train_accuracy": jnp.mean(accuracy[-1])}
+    return state.replace(params=params, opt_state=opt_state), metrics
+
+  return update
+
+
+def label_accuracy(model: rrm_model.RewardModel, params: Any,
+                   dataset: rrm_feedback.LabelDataset,
+                   mask: jax.Array) -> jax.Array:
+  """Fraction of decided labels (not 0.5) under `mask` the ensemble gets right.
+
+  The ensemble's preference is the member-mean of sigmoid(R̂_2 - R̂_1).
+  Returns nan when `mask` selects no decided label.
+  """
+  r1 = rrm_model.member_returns(model, params, dataset.first)  # [M, N]
+  r2 = rrm_model.member_returns(model, params, dataset.second)
+  p = jnp.mean(jax.nn.sigmoid(r2 - r1), axis=0)
+  decided = mask & dataset.mask & (dataset.label != 0.5)
+  correct = ((p > 0.5) == (dataset.label > 0.5)) & decided
+  n = jnp.sum(decided)
+  return jnp.where(n > 0, jnp.sum(correct) / jnp.maximum(n, 1), jnp.nan)
+
+
+def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
+                     pool: rrm_segments.SegmentPool) -> RewardState:
+  """Refits output normalisation to the current model on the segment pool.
+
+  The learned reward handed to PPO is (mean_m r̂_m(x) - mu) / sigma, with mu
+  and sigma the statistics (brax running_statistics, Welford) of the
+  ensemble-mean per-step prediction over the valid pool segments — the recent
+  behaviour distribution. Refitting only when the model changes keeps the
+  reward stationary between updates (a drifting running average would move it
+  every iteration) and fixes its scale: the reward model is only defined up to
+  an additive constant and a Bradley–Terry-determined scale.
+  """
+  seg = pool.segments
+  rewards = jnp.mean(predict_pool(model, state.params, seg), axis=0)  # [P, L]
+  weights = jnp.broadcast_to(pool.valid[:, None], rewards.shape).astype(
+      jnp.float32)
+  stats = running_statistics.update(
+      running_statistics.init_state(jnp.zeros((), jnp.float32)),
+      rewards, weights=weights)
+  return state.replace(normalizer=stats)
+
+
+def predict_pool(model, params, seg: rrm_segments.Segments) -> jax.Array:
+  return rrm_model.predict(model, params, seg.observation, seg.action,
+                           seg.next_observation)
+
+
+def learned_reward(model: rrm_model.RewardModel, state: RewardState,
+                   observation: jax.Array, action: jax.Array,
+                   next_observation: jax.Array) -> jax.Array:
+  """Normalised ensemble-mean reward [...] for transitions [..., features]."""
+  raw = jnp.mean(rrm_model.predict(model, state.params, observation, action,
+                                   next_observation), axis=0)
+  return running_statistics.normalize(raw, state.normalizer)

@@ -1,0 +1,356 @@
+"""The reward-modeling loop: `make_train(config)` and the host loop `run`.
+
+One iteration (one jitted function of `(TrainState, key)`):
+
+  1. rollout   B envs x T steps with the current policy (brax acting);
+  2. relabel   every transition with the learned reward (normalised ensemble
+               mean) -- or keep the true reward when `reward.source = "true"`,
+               the baseline every comparison needs, through the same code;
+  3. PPO       brax's PPO loss and update on the relabelled rollout;
+  4. segments  cut the rollout into length-L segments, add some to the pool;
+  5. queries   when the schedule says so, pick pairs from the pool;
+  6. oracle    the synthetic teacher labels them from hidden true returns;
+  7. reward    reward-model epochs on the label dataset (only when labels
+               arrived), then refit the output normalisation;
+  8. metrics   a flat dict of scalars.
+
+Before the first iteration `init` fills the pool with random-policy segments,
+asks for the initial batch of labels and fits the reward model to it, so RL
+never starts from an untrained reward.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+from brax import envs as brax_envs
+from brax.training import acting
+from brax.training import types as brax_types
+from brax.training.agents.ppo import networks as ppo_networks
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rrm import config as rrm_config
+from rrm import diagnostics
+from rrm import envs as rrm_envs
+from rrm import feedback as rrm_feedback
+from rrm import logging as rrm_logging
+from rrm import oracle as rrm_oracle
+from rrm import ppo as rrm_ppo
+from rrm import queries as rrm_queries
+from rrm import reward as rrm_reward
+from rrm import segments as rrm_segments
+
+
+@flax.struct.dataclass
+class EpisodeStats:
+  """Per-env running and last completed episode returns, [B] each."""
+  true_sum: jax.Array
+  learned_sum: jax.Array
+  last_true: jax.Array
+  last_learned: jax.Array
+  completed: jax.Array  # int32 episodes completed so far
+
+
+@flax.struct.dataclass
+class TrainState:
+  policy: rrm_ppo.PolicyState
+  reward: rrm_reward.RewardState
+  pool: rrm_segments.SegmentPool
+  labels: rrm_feedback.LabelDataset
+  teacher: rrm_oracle.TeacherParams
+  env: brax_envs.State
+  episodes: EpisodeStats
+  iteration: jax.Array  # int32 scalar, iterations completed
+
+
+class Train(NamedTuple):
+  """What `make_train` builds. `init` and `iteration` are jitted."""
+  config: rrm_config.TrainConfig
+  init: Callable[[jax.Array], TrainState]
+  iteration: Callable[[TrainState, jax.Array], tuple[TrainState, dict]]
+  make_evaluator: Callable[[jax.Array], acting.Evaluator]
+  envs: rrm_envs.Envs
+
+
+def _update_episode_stats(stats: EpisodeStats, true_reward: jax.Array,
+                          learned_reward: jax.Array,
+                          episode_end: jax.Array) -> EpisodeStats:
+  """Accumulates [T, B] rewards into per-env episode returns."""
+
+  def step(s, x):
+    rt, rl, end = x
+    true_sum, learned_sum = s.true_sum + rt, s.learned_sum + rl
+    done = end > 0
+    return EpisodeStats(
+        true_sum=jnp.where(done, 0.0, true_sum),
+        learned_sum=jnp.where(done, 0.0, learned_sum),
+        last_true=jnp.where(done, true_sum, s.last_true),
+        last_learned=jnp.where(done, learned_sum, s.last_learned),
+        completed=s.completed + done.astype(jnp.int32)), None
+
+  stats, _ = jax.lax.scan(step, stats, (true_reward, learned_reward,
+                                        episode_end))
+  return stats
+
+
+def _mean_over_completed(x: jax.Array, completed: jax.Array) -> jax.Array:
+  has = completed > 0
+  n = jnp.sum(has)
+  return jnp.where(n > 0, jnp.sum(jnp.where(has, x, 0.0)) / jnp.maximum(n, 1),
+                   jnp.nan)
+
+
+def _to_ppo_layout(data: brax_types.Transition, unroll_length: int):
+  """[T, B, ...] time-major rollout -> brax PPO's [T/U * B, U, ...] layout."""
+
+  def f(x):
+    t, b = x.shape[:2]
+    x = x.reshape((t // unroll_length, unroll_length, b) + x.shape[2:])
+    x = jnp.swapaxes(x, 1, 2)
+    return x.reshape((t // unroll_length * b, unroll_length) + x.shape[3:])
+
+  return jax.tree.map(f, data)
+
+
+def make_train(config: rrm_config.TrainConfig) -> Train:
+  """Builds the jitted `init` and `iteration` of a run (compiled lazily)."""
+  envs = rrm_envs.make_envs(config.env)
+  obs_size, act_size = envs.observation_size, envs.action_size
+  num_envs = config.env.num_envs
+  steps = config.steps_per_env_per_iteration
+  fb, rc = config.feedback, config.reward
+  learned = config.learned_reward
+
+  networks = rrm_ppo.make_networks(config.ppo, obs_size, act_size)
+  policy_optimizer = rrm_ppo.make_optimizer(config.ppo)
+  ppo_update = rrm_ppo.make_ppo_update(config.ppo, networks, policy_optimizer)
+  make_policy = ppo_networks.make_inference_fn(networks)
+
+  model = rrm_reward.make_reward_model(rc.input, rc.hidden_layer_sizes,
+                                       obs_size, act_size)
+  reward_optimizer = optax.adamw(rc.learning_rate, weight_decay=rc.weight_decay)
+  reward_update = rrm_reward.make_reward_update(
+      model, reward_optimizer, rc.batch_size, rc.num_steps, rc.heldout_every)
+  initial_reward_update = rrm_reward.make_reward_update(
+      model, reward_optimizer, rc.batch_size, rc.initial_num_steps,
+      rc.heldout_every)
+  select = rrm_queries.make_selector(fb.query_selector)
+  heldout = rrm_reward.heldout_mask(fb.budget, rc.heldout_every)
+
+  def ask_teacher(state_pool, labels, teacher, num_queries, num_active,
+                  iteration, key):
+    """Queries `num_queries` pairs, keeps the first `num_active` labels."""
+    key_select, key_oracle = jax.random.split(key)
+    q = select(state_pool, jnp.zeros(()), num_queries, key_select)
+    first = jax.tree.map(lambda x: x[q.first], state_pool.segments)
+    second = jax.tree.map(lambda x: x[q.second], state_pool.segments)
+    label = jax.vmap(rrm_oracle.label_pair, in_axes=(None, 0, 0, 0))(
+        teacher, first.true_reward, second.true_reward,
+        jax.random.split(key_oracle, num_queries))
+    active = jnp.arange(num_queries) < num_active
+    return rrm_feedback.add_labels(labels, first, second, label, active,
+                                   iteration)
+
+  def random_policy(obs, key):
+    return jax.random.uniform(key, obs.shape[:-1] + (act_size,), minval=-1.0,
+                              maxval=1.0), {}
+
+  def init(key: jax.Array) -> TrainState:
+    (key_env, key_policy, key_reward, key_rollout, key_pool, key_ask,
+     key_fit) = jax.random.split(key, 7)
+    env_state = envs.train.reset(jax.random.split(key_env, num_envs))
+    pool = rrm_segments.init_pool(fb.pool_size, fb.segment_length, obs_size,
+                                  act_size)
+    labels = rrm_feedback.init_labels(fb.budget, fb.segment_length, obs_size,
+                                      act_size)
+    reward = rrm_reward.init_reward_state(model, reward_optimizer, key_reward,
+                                          rc.ensemble_size)
+    teacher = rrm_oracle.make_teacher(config.oracle.beta,
+                                      config.oracle.equal_threshold)
+    if learned:
+      # Random-policy segments: enough steps that the pool fills up.
+      per_env = -(-fb.pool_size // num_envs)
+      _, data = acting.generate_unroll(
+          envs.train, env_state, random_policy, key_rollout,
+          per_env * fb.segment_length, extra_fields=("truncation",))
+      segments, valid = rrm_segments.cut(
+          data.observation, data.action, data.next_observation, data.reward,
+          1.0 - data.discount, fb.segment_length)
+      pool = rrm_segments.add(pool, segments, valid, fb.pool_size, key_pool)
+      labels = ask_teacher(pool, labels, teacher, fb.initial_labels,
+                           fb.initial_labels, jnp.int32(-1), key_ask)
+      reward, _ = initial_reward_update(reward, labels, key_fit)
+      reward = rrm_reward.refit_normalizer(model, reward, pool)
+    zeros = jnp.zeros((num_envs,))
+    return TrainState(
+        policy=rrm_ppo.init_policy(networks, policy_optimizer, obs_size,
+                                   key_policy),
+        reward=reward, pool=pool, labels=labels, teacher=teacher,
+        env=env_state,
+        episodes=EpisodeStats(zeros, zeros, zeros, zeros,
+                              jnp.zeros((num_envs,), jnp.int32)),
+        iteration=jnp.zeros((), jnp.int32))
+
+  def iteration(state: TrainState,
+                key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    key_rollout, key_ppo, key_pool, key_ask, key_fit = jax.random.split(key, 5)
+    policy = make_policy(rrm_ppo.inference_params(state.policy))
+    env_state, data = acting.generate_unroll(
+        envs.train, state.env, policy, key_rollout, steps,
+        extra_fields=("truncation",))
+    true_reward = data.reward  # [T, B]
+    if learned:
+      reward_for_rl = rrm_reward.learned_reward(
+          model, state.reward, data.observation, data.action,
+          data.next_observation)
+    else:
+      reward_for_rl = true_reward
+    policy_state, metrics = ppo_update(
+        state.policy,
+        _to_ppo_layout(data._replace(reward=reward_for_rl),
+                       config.ppo.unroll_length), key_ppo)
+    episode_end = 1.0 - data.discount
+    episodes = _update_episode_stats(state.episodes, true_reward,
+                                     reward_for_rl, episode_end)
+    metrics.update({
+        "rollout/nonfinite_fraction": jnp.mean(jnp.logical_not(
+            jnp.all(jnp.isfinite(data.next_observation), axis=-1))),
+        "rollout/true_reward": jnp.mean(true_reward),
+        "rollout/true_episode_return": _mean_over_completed(
+            episodes.last_true, episodes.completed),
+    })
+    reward_state, pool, labels = state.reward, state.pool, state.labels
+    if learned:
+      segments, valid = rrm_segments.cut(
+          data.observation, data.action, data.next_observation, true_reward,
+          episode_end, fb.segment_length)
+      pool = rrm_segments.add(pool, segments, valid, fb.segments_per_iteration,
+                              key_pool)
+      due = rrm_feedback.labels_due(state.iteration, labels.spent, fb.budget,
+                                    fb.labels_per_round, fb.round_every)
+      labels = ask_teacher(pool, labels, state.teacher, fb.labels_per_round,
+                           due, state.iteration, key_ask)
+
+      def fit(reward_state):
+        reward_state, m = reward_update(reward_state, labels, key_fit)
+        return rrm_reward.refit_normalizer(model, reward_state, pool), m
+
+      def keep(reward_state):
+        return reward_state, {"reward/loss": jnp.float32(jnp.nan),
+                              "reward/train_accuracy": jnp.float32(jnp.nan)}
+
+      reward_state, reward_metrics = jax.lax.cond(due > 0, fit, keep,
+                                                  reward_state)
+      pool_true = jnp.sum(pool.segments.true_reward, axis=-1)
+      pool_learned = jnp.mean(rrm_reward.member_returns(
+          model, reward_state.params, pool.segments), axis=0)
+      metrics.update(reward_metrics)
+      metrics.update({
+          "rollout/learned_reward": jnp.mean(reward_for_rl),
+          "rollout/learned_episode_return": _mean_over_completed(
+              episodes.last_learned, episodes.completed),
+          "reward/correlation": diagnostics.pearson(reward_for_rl,
+                                                    true_reward),
+          "reward/pool_correlation": diagnostics.pearson(
+              pool_learned, pool_true, pool.valid),
+          "reward/heldout_accuracy": rrm_reward.label_accuracy(
+              model, reward_state.params, labels, heldout),
+          "oracle/labels": labels.spent,
+          "oracle/labels_this_iteration": due,
+      })
+    new_state = state.replace(
+        policy=policy_state, reward=reward_state, pool=pool, labels=labels,
+        env=env_state, episodes=episodes, iteration=state.iteration + 1)
+    return new_state, metrics
+
+  def make_evaluator(key: jax.Array) -> acting.Evaluator:
+    """Deterministic policy on the standard task, true reward (host object)."""
+    return acting.Evaluator(
+        envs.eval, lambda params: make_policy(params, deterministic=True),
+        num_eval_envs=config.env.num_eval_envs,
+        episode_length=config.env.eval_episode_length, action_repeat=1,
+        key=key)
+
+  return Train(config=config, init=jax.jit(init),
+               iteration=jax.jit(iteration, donate_argnums=0),
+               make_evaluator=make_evaluator, envs=envs)
+
+
+def evaluate(evaluator: acting.Evaluator, state: TrainState) -> dict[str, float]:
+  m = evaluator.run_evaluation(rrm_ppo.inference_params(state.policy), {})
+  return {"eval/true_return": float(m["eval/episode_reward"]),
+          "eval/true_return_std": float(m["eval/episode_reward_std"]),
+          "eval/episode_length": float(m["eval/avg_episode_length"])}
+
+
+def run(config: rrm_config.TrainConfig, workdir: str | None = None,
+        progress: Callable[[str], None] | None = print,
+        train: Train | None = None) -> dict[str, Any]:
+  """Trains for `config.num_iterations`, evaluating every `eval_every`.
+
+  Writes `config.json` and `metrics.jsonl` (and TensorBoard events if asked)
+  to `workdir` when given. `train`, if given, is a `make_train(config)` to
+  reuse (its compiled functions are kept). Returns {"state", "metrics" (the
+  per-iteration list), "final" (the last metrics), "train"}.
+  """
+  if train is None:
+    train = make_train(config)
+  elif train.config != config:
+    raise ValueError("`train` was built for another config")
+  key_init, key_run, key_eval = jax.random.split(
+      jax.random.PRNGKey(config.seed), 3)
+  writer = None
+  if workdir is not None:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(rrm_config.to_dict(config), f, indent=2, sort_keys=True)
+    writer = rrm_logging.MetricWriter(workdir, tensorboard=config.log.tensorboard)
+
+  t_start = time.time()
+  state = train.init(key_init)
+  evaluator = train.make_evaluator(key_eval)
+  history = []
+  t_loop = time.time()
+  if progress:
+    progress(f"init (compile + {config.feedback.initial_labels if config.learned_reward else 0}"
+             f" initial labels): {t_loop - t_start:.1f}s")
+  for i in range(config.num_iterations):
+    state, metrics = train.iteration(state, jax.random.fold_in(key_run, i))
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if metrics["rollout/nonfinite_fraction"] > 0:
+      raise FloatingPointError(
+          f"iteration {i + 1}: {metrics['rollout/nonfinite_fraction']:.1%} of "
+          f"the rollout's observations are not finite: the physics of env "
+          f"{config.env.name!r} diverged on backend {config.env.backend!r}. "
+          "Choose a more stable backend (config.env.backend: positional or "
+          "mjx); with fixed_horizon the env runs on in states the standard "
+          "task never reaches.")
+    it = i + 1
+    now = time.time()
+    metrics.update({
+        "iteration": it,
+        "env_steps": it * config.env_steps_per_iteration,
+        "time/elapsed_s": now - t_start,
+        "time/steps_per_s": it * config.env_steps_per_iteration / (now - t_loop),
+    })
+    if it % config.eval_every == 0 or it == config.num_iterations:
+      metrics.update(evaluate(evaluator, state))
+    history.append(metrics)
+    if writer:
+      writer.write(metrics)
+    if progress and (it % config.log.print_every == 0
+                     or it == config.num_iterations):
+      progress(rrm_logging.progress_line(metrics, config.num_iterations,
+                                         t_loop))
+  if writer:
+    writer.close()
+  return {"state": state, "metrics": history, "final": history[-1],
+          "train": train}

@@ -1,0 +1,38 @@
+"""rrm: reward modeling and recursive reward modeling in JAX."""
+
+import setuptools
+
+# Versions that install and run together (checked on CPU, Python 3.11). brax
+# 0.14.2's `ppo.train` calls `jax.device_put_replicated`, removed in this
+# jax; rrm uses only the brax.training pieces that run (losses, networks,
+# acting, running_statistics), and benchmarks/ shims that one call to run
+# brax's own trainer as the throughput baseline.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "chex==0.1.92",
+    "brax==0.14.2",
+    "mujoco==4.0.0",
+    "mujoco-mjx==3.17.0",
+    "orbax-checkpoint==0.12.8",
+    "absl-py==2.5.1",
+    "ml_collections==1.1.0",
+    "numpy==2.4.6",
+    "tensorboardX==2.6.5",
+]
+
+setuptools.setup(
+    name="rrm",
+    version="0.1.0",
+    description="Reward modeling and recursive reward modeling research in JAX",
+    packages=setuptools.find_packages(include=["rrm", "rrm.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "test": ["pytest==9.2.0"],
+        # GPU: pip install -e '.[cuda]' (see BUILD.md).
+        "cuda": ["jax[cuda12]==0.10.2"],
+    },
+)

@@ -1,0 +1,129 @@
+"""Bad configs are refused with the field, the value and what is allowed."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments.configs import ant
+from experiments.configs import halfcheetah
+from experiments.configs import hopper
+from experiments.configs import inverted_pendulum
+from rrm import config as rrm_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _smoke():
+  return inverted_pendulum.get_config("smoke")
+
+
+@pytest.mark.parametrize("module", [inverted_pendulum, hopper, halfcheetah,
+                                    ant])
+@pytest.mark.parametrize("variant", ["", "smoke"])
+def test_shipped_configs_are_valid(module, variant):
+  cfg = rrm_config.from_config_dict(module.get_config(variant))
+  assert cfg.env.name == module.__name__.rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("env.name", "pendulum", "known envs are"),
+    ("env.backend", "physx", "allowed values are"),
+    ("env.on_failure", "explode", "allowed values are"),
+    ("env.num_envs", 0, "positive integer"),
+    ("ppo.learning_rate", 0.0, "positive"),
+    ("ppo.learning_rate", -1e-3, "positive"),
+    ("reward.learning_rate", 0.0, "positive"),
+    ("reward.ensemble_size", 0, "positive integer"),
+    ("reward.source", "oracle", "allowed values are"),
+    ("reward.input", "pixels", "allowed values are"),
+    ("reward.heldout_every", 1, "0 (no held-out labels) or >= 2"),
+    ("oracle.beta", -1.0, "non-negative"),
+    ("ppo.discounting", 1.5, "[0, 1]"),
+    ("feedback.query_selector", "psychic", "allowed values are"),
+])
+def test_single_field_errors_name_field_value_and_allowed(field, value,
+                                                          message):
+  cd = _smoke()
+  section, name = field.split(".")
+  cd[section][name] = value
+  with pytest.raises(rrm_config.ConfigError) as e:
+    rrm_config.from_config_dict(cd)
+  text = str(e.value)
+  assert f"config.{field}={value!r}" in text and message in text
+
+
+def _expect(cd, *fragments):
+  with pytest.raises(rrm_config.ConfigError) as e:
+    rrm_config.from_config_dict(cd)
+  for f in fragments:
+    assert f in str(e.value), (f, str(e.value))
+
+
+def test_budget_smaller_than_initial_batch():
+  cd = _smoke()
+  cd.feedback.budget = 10
+  cd.feedback.initial_labels = 20
+  _expect(cd, "config.feedback.budget=10", "initial_labels=20")
+
+
+def test_segment_longer_than_episode():
+  cd = _smoke()
+  cd.env.episode_length = 8
+  cd.feedback.segment_length = 10
+  _expect(cd, "config.feedback.segment_length=10", "episode_length=8")
+
+
+def test_segment_longer_than_iteration_rollout():
+  cd = _smoke()
+  cd.feedback.segment_length = 50  # smoke: 16 * 4 / 16 * 5 = 20 steps
+  _expect(cd, "segment_length=50", "20 steps each env takes")
+
+
+def test_rollout_not_divisible_by_envs():
+  cd = _smoke()
+  cd.ppo.batch_size = 6  # 6 * 4 = 24 unrolls over 16 envs
+  _expect(cd, "= 24 must be a multiple of config.env.num_envs=16")
+
+
+def test_pool_and_segments_per_iteration():
+  cd = _smoke()
+  cd.feedback.segments_per_iteration = 1000
+  _expect(cd, "segments_per_iteration=1000", "segments one iteration's")
+  cd = _smoke()
+  cd.feedback.pool_size = 8
+  _expect(cd, "segments_per_iteration=16", "pool_size=8")
+
+
+def test_initial_batch_must_leave_a_heldout_label():
+  cd = _smoke()
+  cd.feedback.initial_labels = 5
+  cd.reward.heldout_every = 10
+  _expect(cd, "initial_labels=5", "heldout_every=10")
+
+
+def test_true_reward_runs_ignore_label_budget_checks():
+  cd = _smoke()
+  cd.reward.source = "true"
+  cd.feedback.budget = 1
+  cd.feedback.initial_labels = 5
+  assert rrm_config.from_config_dict(cd).reward.source == "true"
+
+
+def test_launcher_refuses_bad_config_before_compiling(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       f"--config={ROOT}/experiments/configs/inverted_pendulum.py:smoke",
+       "--config.env.name=pendulum", f"--workdir={tmp_path}/w"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert "config.env.name='pendulum' is invalid" in proc.stderr
+  assert not os.path.exists(tmp_path / "w")  # nothing ran, nothing written
+  # Unknown fields are refused by the locked ConfigDict.
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       f"--config={ROOT}/experiments/configs/inverted_pendulum.py:smoke",
+       "--config.reward.ensemble=3", f"--workdir={tmp_path}/w"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "ensemble" in proc.stderr
