@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 REWARD_SOURCES = ("learned", "true")
 REWARD_INPUTS = ("obs", "obs_action", "next_obs")
-QUERY_SELECTORS = ("uniform",)
+QUERY_SELECTORS = ("uniform", "disagreement")
 ON_FAILURE = ("reset", "continue")
 
 
@@ -87,6 +87,7 @@ class FeedbackConfig:
   labels_per_round: int
   round_every: int
   query_selector: str
+  oversample: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +288,7 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       round_every=_positive_int("feedback.round_every", f.round_every),
       query_selector=_choice("feedback.query_selector", f.query_selector,
                              QUERY_SELECTORS),
+      oversample=_positive_int("feedback.oversample", f.oversample),
   )
   o = _section(cd, "oracle")
   oracle = OracleConfig(

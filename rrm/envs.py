@@ -128,6 +128,27 @@ class NonFiniteGuardWrapper(brax_base.Wrapper):
                          done=jnp.where(bad, 1.0, state.done))
 
 
+class OutcomeObservationWrapper(brax_base.Wrapper):
+  """Keeps each step's own outcome in `info['outcome_obs']`.
+
+  Auto-reset (on failure or at the horizon) replaces `state.obs` with the
+  restart state, so a transition's `next_observation` then shows a fresh,
+  upright, motionless system instead of what the step did. A reward model
+  fed that would see every penalty next to a fresh-reset state and learn to
+  penalise the start state (measured: it pushed inverted_pendulum policies
+  to drift away from it). Wrappers outside this one may reset `obs`; they
+  leave `info` alone, so the outcome survives for segments and reward models.
+  """
+
+  def reset(self, rng):
+    state = self.env.reset(rng)
+    return state.replace(info={**state.info, "outcome_obs": state.obs})
+
+  def step(self, state, action):
+    state = self.env.step(state, action)
+    return state.replace(info={**state.info, "outcome_obs": state.obs})
+
+
 class Envs(NamedTuple):
   """The batched training env, the evaluation env and their sizes."""
   train: brax_base.Env  # batched, auto-reset, fixed-horizon when configured
@@ -143,8 +164,9 @@ def make_base_env(config: rrm_config.EnvConfig, fixed_horizon: bool):
             and config.name in _NO_TERMINATION_KWARGS)
   if native:
     kwargs = {**_NO_TERMINATION_KWARGS[config.name], **kwargs}
-  env = NonFiniteGuardWrapper(brax_envs.get_environment(
-      config.name, backend=config.backend, **kwargs))
+  env = OutcomeObservationWrapper(NonFiniteGuardWrapper(
+      brax_envs.get_environment(config.name, backend=config.backend,
+                                **kwargs)))
   if fixed_horizon and not native:
     env = FixedHorizonWrapper(env, config.failure_reward,
                               reset_on_failure=config.on_failure == "reset")

@@ -1,13 +1,18 @@
 """Query selection: which segment pairs of the pool to show the teacher.
 
-A selector returns Q pairs of pool indices with fixed shapes. Only uniform
-selection exists yet; active selectors (ensemble disagreement, entropy) plug in
-through `make_selector` with the same signature, receiving the ensemble's
-per-segment returns so they can score candidate pairs.
+A selector returns Q pairs of pool indices with fixed shapes, given the pool
+and the ensemble's predicted returns of every pool segment ([M, P]):
+
+* uniform: Q random pairs of distinct valid segments;
+* disagreement: K * Q uniform candidate pairs, keep the Q on which the
+  ensemble members disagree most, scored by the variance across members of
+  P(second preferred) = sigmoid(R̂_2 - R̂_1) (Christiano et al. 2017; B-Pref's
+  "disagreement" sampling). K is the oversampling factor.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -48,11 +53,25 @@ def select_uniform(pool: rrm_segments.SegmentPool, unused_returns: jax.Array,
   return Queries(first.astype(jnp.int32), second.astype(jnp.int32))
 
 
-_SELECTORS = {"uniform": select_uniform}
+def disagreement(returns: jax.Array, queries: Queries) -> jax.Array:
+  """[Q] variance over members of P(second preferred); returns is [M, P]."""
+  p = jax.nn.sigmoid(returns[:, queries.second] - returns[:, queries.first])
+  return jnp.var(p, axis=0)
 
 
-def make_selector(name: str) -> Selector:
-  if name not in _SELECTORS:
-    raise ValueError(f"unknown query selector {name!r}; known: "
-                     f"{', '.join(sorted(_SELECTORS))}")
-  return _SELECTORS[name]
+def select_disagreement(pool: rrm_segments.SegmentPool, returns: jax.Array,
+                        num_queries: int, key: jax.Array,
+                        oversample: int) -> Queries:
+  """The Q of K * Q uniform candidate pairs the ensemble disagrees on most."""
+  candidates = select_uniform(pool, returns, num_queries * oversample, key)
+  _, top = jax.lax.top_k(disagreement(returns, candidates), num_queries)
+  return Queries(candidates.first[top], candidates.second[top])
+
+
+def make_selector(name: str, oversample: int = 1) -> Selector:
+  if name == "uniform":
+    return select_uniform
+  if name == "disagreement":
+    return functools.partial(select_disagreement, oversample=oversample)
+  raise ValueError(f"unknown query selector {name!r}; known: uniform, "
+                   "disagreement")

@@ -18,7 +18,7 @@ class Segments(NamedTuple):
   """Segments of L steps; leading batch dims `[...]` are the caller's."""
   observation: jax.Array  # [..., L, obs_size]
   action: jax.Array  # [..., L, action_size]
-  next_observation: jax.Array  # [..., L, obs_size]
+  next_observation: jax.Array  # [..., L, obs_size] outcome, before any reset
   true_reward: jax.Array  # [..., L]  hidden from the learner
 
 

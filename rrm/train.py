@@ -108,6 +108,17 @@ def _mean_over_completed(x: jax.Array, completed: jax.Array) -> jax.Array:
                    jnp.nan)
 
 
+# State extras recorded with every transition: brax's truncation flag (for
+# GAE) and the step's outcome observation before any auto-reset (for segments
+# and the reward model; see envs.OutcomeObservationWrapper).
+_EXTRA_FIELDS = ("truncation", "outcome_obs")
+
+
+def _outcome(data: brax_types.Transition) -> jax.Array:
+  """[T, B, obs]: what each step led to (next_observation before resets)."""
+  return data.extras["state_extras"]["outcome_obs"]
+
+
 def _to_ppo_layout(data: brax_types.Transition, unroll_length: int):
   """[T, B, ...] time-major rollout -> brax PPO's [T/U * B, U, ...] layout."""
 
@@ -142,14 +153,17 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
   initial_reward_update = rrm_reward.make_reward_update(
       model, reward_optimizer, rc.batch_size, rc.initial_num_steps,
       rc.heldout_every)
-  select = rrm_queries.make_selector(fb.query_selector)
+  select = rrm_queries.make_selector(fb.query_selector, fb.oversample)
   heldout = rrm_reward.heldout_mask(fb.budget, rc.heldout_every)
 
-  def ask_teacher(state_pool, labels, teacher, num_queries, num_active,
-                  iteration, key):
-    """Queries `num_queries` pairs, keeps the first `num_active` labels."""
+  def ask_teacher(state_pool, returns, labels, teacher, num_queries,
+                  num_active, iteration, key):
+    """Queries `num_queries` pairs, keeps the first `num_active` labels.
+
+    `returns` [M, P] are the ensemble's predicted returns of pool segments.
+    """
     key_select, key_oracle = jax.random.split(key)
-    q = select(state_pool, jnp.zeros(()), num_queries, key_select)
+    q = select(state_pool, returns, num_queries, key_select)
     first = jax.tree.map(lambda x: x[q.first], state_pool.segments)
     second = jax.tree.map(lambda x: x[q.second], state_pool.segments)
     label = jax.vmap(rrm_oracle.label_pair, in_axes=(None, 0, 0, 0))(
@@ -180,15 +194,21 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       per_env = -(-fb.pool_size // num_envs)
       _, data = acting.generate_unroll(
           envs.train, env_state, random_policy, key_rollout,
-          per_env * fb.segment_length, extra_fields=("truncation",))
+          per_env * fb.segment_length, extra_fields=_EXTRA_FIELDS)
       segments, valid = rrm_segments.cut(
-          data.observation, data.action, data.next_observation, data.reward,
+          data.observation, data.action, _outcome(data), data.reward,
           1.0 - data.discount, fb.segment_length)
       pool = rrm_segments.add(pool, segments, valid, fb.pool_size, key_pool)
-      labels = ask_teacher(pool, labels, teacher, fb.initial_labels,
+      reward = reward.replace(input_normalizer=rrm_reward.fit_input_normalizer(
+          model, pool.segments, pool.valid))
+      # No labels yet: the untrained ensemble's disagreement is its prior.
+      returns = rrm_reward.member_returns(model, reward.params,
+                                          reward.input_normalizer,
+                                          pool.segments)
+      labels = ask_teacher(pool, returns, labels, teacher, fb.initial_labels,
                            fb.initial_labels, jnp.int32(-1), key_ask)
       reward, _ = initial_reward_update(reward, labels, key_fit)
-      reward = rrm_reward.refit_normalizer(model, reward, pool)
+      reward = rrm_reward.refit_normalizer(model, reward, labels)
     zeros = jnp.zeros((num_envs,))
     return TrainState(
         policy=rrm_ppo.init_policy(networks, policy_optimizer, obs_size,
@@ -205,12 +225,11 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     policy = make_policy(rrm_ppo.inference_params(state.policy))
     env_state, data = acting.generate_unroll(
         envs.train, state.env, policy, key_rollout, steps,
-        extra_fields=("truncation",))
+        extra_fields=_EXTRA_FIELDS)
     true_reward = data.reward  # [T, B]
     if learned:
       reward_for_rl = rrm_reward.learned_reward(
-          model, state.reward, data.observation, data.action,
-          data.next_observation)
+          model, state.reward, data.observation, data.action, _outcome(data))
     else:
       reward_for_rl = true_reward
     policy_state, metrics = ppo_update(
@@ -222,7 +241,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                                      reward_for_rl, episode_end)
     metrics.update({
         "rollout/nonfinite_fraction": jnp.mean(jnp.logical_not(
-            jnp.all(jnp.isfinite(data.next_observation), axis=-1))),
+            jnp.all(jnp.isfinite(_outcome(data)), axis=-1))),
         "rollout/true_reward": jnp.mean(true_reward),
         "rollout/true_episode_return": _mean_over_completed(
             episodes.last_true, episodes.completed),
@@ -230,18 +249,21 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     reward_state, pool, labels = state.reward, state.pool, state.labels
     if learned:
       segments, valid = rrm_segments.cut(
-          data.observation, data.action, data.next_observation, true_reward,
+          data.observation, data.action, _outcome(data), true_reward,
           episode_end, fb.segment_length)
       pool = rrm_segments.add(pool, segments, valid, fb.segments_per_iteration,
                               key_pool)
       due = rrm_feedback.labels_due(state.iteration, labels.spent, fb.budget,
                                     fb.labels_per_round, fb.round_every)
-      labels = ask_teacher(pool, labels, state.teacher, fb.labels_per_round,
-                           due, state.iteration, key_ask)
+      returns = rrm_reward.member_returns(model, reward_state.params,
+                                          reward_state.input_normalizer,
+                                          pool.segments)  # [M, P]
+      labels = ask_teacher(pool, returns, labels, state.teacher,
+                           fb.labels_per_round, due, state.iteration, key_ask)
 
       def fit(reward_state):
         reward_state, m = reward_update(reward_state, labels, key_fit)
-        return rrm_reward.refit_normalizer(model, reward_state, pool), m
+        return rrm_reward.refit_normalizer(model, reward_state, labels), m
 
       def keep(reward_state):
         return reward_state, {"reward/loss": jnp.float32(jnp.nan),
@@ -251,7 +273,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                                                   reward_state)
       pool_true = jnp.sum(pool.segments.true_reward, axis=-1)
       pool_learned = jnp.mean(rrm_reward.member_returns(
-          model, reward_state.params, pool.segments), axis=0)
+          model, reward_state.params, reward_state.input_normalizer,
+          pool.segments), axis=0)
       metrics.update(reward_metrics)
       metrics.update({
           "rollout/learned_reward": jnp.mean(reward_for_rl),
@@ -262,7 +285,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
           "reward/pool_correlation": diagnostics.pearson(
               pool_learned, pool_true, pool.valid),
           "reward/heldout_accuracy": rrm_reward.label_accuracy(
-              model, reward_state.params, labels, heldout),
+              model, reward_state, labels, heldout),
           "oracle/labels": labels.spent,
           "oracle/labels_this_iteration": due,
       })

@@ -36,7 +36,7 @@ def _roll(env, steps, n=8):
     a = jax.random.uniform(k, (n, 1), minval=-1, maxval=1)
     s = env.step(s, a)
     return s, (s.reward, s.done, s.obs, s.metrics["failed"] if "failed" in
-               s.metrics else s.done)
+               s.metrics else s.done, s.info["outcome_obs"])
 
   _, out = jax.jit(lambda s, k: jax.lax.scan(
       body, s, jax.random.split(k, steps)))(state, jax.random.PRNGKey(1))
@@ -45,7 +45,7 @@ def _roll(env, steps, n=8):
 
 def test_fixed_horizon_never_ends_early_and_prices_failure(rollout):
   for mode in ("reset", "continue"):
-    reward, done, _, failed = rollout[mode]
+    reward, done, _, failed, _ = rollout[mode]
     # Episodes end only at the 50-step horizon.
     np.testing.assert_array_equal(done[49], 1.0)
     assert done[:49].sum() == 0 and done[50:].sum() == 0
@@ -56,16 +56,20 @@ def test_fixed_horizon_never_ends_early_and_prices_failure(rollout):
 
 
 def test_reset_mode_restarts_upright_continue_mode_stays_fallen(rollout):
-  _, _, obs_reset, failed_reset = rollout["reset"]
-  _, _, obs_cont, failed_cont = rollout["continue"]
+  _, _, obs_reset, failed_reset, outcome = rollout["reset"]
+  _, _, obs_cont, failed_cont, _ = rollout["continue"]
   # After a failure, "reset" is back near upright; "continue" is not.
   t, b = np.nonzero(failed_reset[:48])
   assert np.all(np.abs(obs_reset[t, b, 1]) < 0.05)
   assert failed_cont[:49].mean() > 2 * failed_reset[:49].mean()
+  # The outcome observation keeps what the failing step did: the pole fell.
+  assert np.all(np.abs(outcome[t, b, 1]) > 0.2)
+  ok = failed_reset == 0
+  np.testing.assert_array_equal(outcome[ok], obs_reset[ok])
 
 
 def test_standard_task_terminates(rollout):
-  _, done, _, _ = rollout["standard"]
+  _, done, _, _, _ = rollout["standard"]
   assert done[:49].sum() > 0
 
 

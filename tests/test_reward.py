@@ -54,11 +54,11 @@ def test_update_learns_a_hidden_reward_and_members_differ():
   state = reward.init_reward_state(model, opt, jax.random.PRNGKey(1), 3)
   ds = _toy_dataset(200)
   heldout = reward.heldout_mask(200, 5)
-  before = float(reward.label_accuracy(model, state.params, ds, heldout))
+  before = float(reward.label_accuracy(model, state, ds, heldout))
   update = jax.jit(reward.make_reward_update(model, opt, batch_size=32,
                                              num_steps=300, heldout_every=5))
   state, metrics = update(state, ds, jax.random.PRNGKey(2))
-  after = float(reward.label_accuracy(model, state.params, ds, heldout))
+  after = float(reward.label_accuracy(model, state, ds, heldout))
   assert after > 0.9 and after > before + 0.2, (before, after)
   assert float(metrics["reward/loss"]) < 0.4
   # Each member has its own bootstrap: parameters differ between members.
@@ -66,7 +66,8 @@ def test_update_learns_a_hidden_reward_and_members_differ():
   assert not np.allclose(w[0], w[1])
   # The learned per-step reward correlates with the hidden one.
   obs = jax.random.normal(jax.random.PRNGKey(3), (500, 3))
-  pred = reward.predict(model, state.params, obs, jnp.zeros((500, 1)), obs)
+  pred = reward.predict(model, state.params, state.input_normalizer, obs,
+                        jnp.zeros((500, 1)), obs)
   assert np.corrcoef(np.asarray(pred.mean(0)), np.asarray(obs[:, 0]))[0, 1] > 0.9
 
 
@@ -86,15 +87,29 @@ def test_update_without_labels_is_a_noop_and_heldout_never_trained():
                          jax.tree.leaves(state.params)[0])
 
 
-def test_learned_reward_is_normalised_on_the_pool():
+def test_learned_reward_is_normalised_on_the_labelled_segments():
   model = reward.make_reward_model("obs_action", (8,), 3, 1)
   state = reward.init_reward_state(model, optax.adam(1e-3),
                                    jax.random.PRNGKey(0), 2)
-  pool = segments.init_pool(16, 5, 3, 1)
-  obs = jax.random.normal(jax.random.PRNGKey(1), (16, 5, 3)) * 3 + 1
-  pool = pool.replace(segments=pool.segments._replace(
-      observation=obs, next_observation=obs), valid=jnp.ones(16, bool))
-  state = reward.refit_normalizer(model, state, pool)
-  r = reward.learned_reward(model, state, obs, jnp.zeros((16, 5, 1)), obs)
+  ds = _toy_dataset(16, length=5)
+  ds = ds.replace(count=jnp.int32(12))  # the last 4 rows are not labels
+  state = reward.refit_normalizer(model, state, ds)
+  segs = jax.tree.map(lambda a, b: jnp.concatenate([a[:12], b[:12]]),
+                      ds.first, ds.second)
+  r = reward.learned_reward(model, state, segs.observation, segs.action,
+                            segs.next_observation)
   np.testing.assert_allclose(float(r.mean()), 0.0, atol=1e-4)
   np.testing.assert_allclose(float(r.std()), 1.0, atol=1e-3)
+
+
+def test_input_normalizer_standardises_valid_segment_inputs():
+  model = reward.make_reward_model("obs_action", (8,), 2, 1)
+  key = jax.random.PRNGKey(0)
+  obs = jax.random.normal(key, (6, 5, 2)) * jnp.array([0.1, 5.0]) + 3.0
+  act = jnp.ones((6, 5, 1)) * 2.0
+  segs = segments.Segments(obs, act, obs, jnp.zeros((6, 5)))
+  valid = jnp.array([True] * 4 + [False] * 2)
+  stats = reward.fit_input_normalizer(model, segs, valid)
+  x = jnp.concatenate([obs[:4], act[:4]], -1).reshape(-1, 3)
+  np.testing.assert_allclose(stats.mean, x.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(stats.std[:2], x.std(0)[:2], rtol=1e-4)

@@ -81,3 +81,41 @@ def test_smoke_run_learns(smoke, tmp_path):
   first = np.mean([m["rollout/true_reward"] for m in hist[:2]])
   last = np.mean([m["rollout/true_reward"] for m in hist[-2:]])
   assert last > first + 0.5, (first, last)
+
+
+def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
+  cd = inverted_pendulum.get_config("smoke")
+  cd.reward.source = "true"
+  cd.num_iterations = 4
+  config = rrm_config.from_config_dict(cd)
+  result = rrm_train.run(config, None, progress=None)
+  hist = result["metrics"]
+  assert all("oracle/labels" not in m for m in hist)
+  assert int(result["state"].labels.count) == 0
+  assert hist[-1]["rollout/true_reward"] > hist[0]["rollout/true_reward"]
+
+
+def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path / "hopper"
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       "--config=experiments/configs/hopper.py:smoke",
+       f"--workdir={workdir}"],
+      cwd=root, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Failed to import warp" not in proc.stdout
+  assert "done: eval true return" in proc.stdout
+  lines = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
+  assert len(lines) == 2 and lines[-1]["oracle/labels"] == 20
+  assert json.load(open(workdir / "config.json"))["env"]["name"] == "hopper"
+  # A second launch on the same workdir is refused, not mixed in.
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       "--config=experiments/configs/hopper.py:smoke",
+       f"--workdir={workdir}"],
+      cwd=root, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "already holds a run" in proc.stderr

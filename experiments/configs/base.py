@@ -42,7 +42,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.reward = ml_collections.ConfigDict()
   c.reward.source = "learned"  # learned: from labels | true: baseline
-  c.reward.input = "obs_action"  # obs | obs_action | next_obs
+  c.reward.input = "next_obs"  # obs | obs_action | next_obs (the step's outcome)
   c.reward.ensemble_size = 3  # members, each on its own bootstrap
   c.reward.hidden_layer_sizes = (64, 64)  # MLP widths
   c.reward.learning_rate = 1e-3  # AdamW step size
@@ -60,7 +60,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.feedback.initial_labels = 50  # labels on random-policy segments, before RL
   c.feedback.labels_per_round = 10  # labels per round
   c.feedback.round_every = 1  # iterations between rounds
-  c.feedback.query_selector = "uniform"  # how pairs are chosen
+  c.feedback.query_selector = "uniform"  # uniform | disagreement
+  c.feedback.oversample = 10  # disagreement: candidates per query (K)
 
   c.oracle = ml_collections.ConfigDict()
   c.oracle.beta = float("inf")  # rationality: inf = perfect, 1 = Boltzmann

@@ -2,6 +2,7 @@
 
 from rrm.reward.losses import bradley_terry_loss
 from rrm.reward.model import RewardModel
+from rrm.reward.model import fit_input_normalizer
 from rrm.reward.model import init_ensemble
 from rrm.reward.model import make_reward_model
 from rrm.reward.model import member_returns
@@ -15,7 +16,8 @@ from rrm.reward.update import make_reward_update
 from rrm.reward.update import refit_normalizer
 
 __all__ = [
-    "RewardModel", "RewardState", "bradley_terry_loss", "heldout_mask",
+    "RewardModel", "RewardState", "bradley_terry_loss", "fit_input_normalizer",
+    "heldout_mask",
     "init_ensemble", "init_reward_state", "label_accuracy", "learned_reward",
     "make_reward_model", "make_reward_update", "member_returns", "predict",
     "refit_normalizer",

@@ -20,6 +20,9 @@ from rrm.reward import model as rrm_model
 class RewardState:
   params: Any  # ensemble parameters, leading member axis [M]
   opt_state: Any  # per-member optimiser state, leading axis [M]
+  # Standardisation of the per-step inputs (fixed after init; see
+  # model.fit_input_normalizer).
+  input_normalizer: running_statistics.RunningStatisticsState
   # Statistics of the ensemble-mean per-step prediction on the segment pool,
   # refitted after every update (see `refit_normalizer`).
   normalizer: running_statistics.RunningStatisticsState
@@ -31,6 +34,8 @@ def init_reward_state(model: rrm_model.RewardModel,
   params = rrm_model.init_ensemble(model, key, ensemble_size)
   return RewardState(params=params,
                      opt_state=jax.vmap(optimizer.init)(params),
+                     input_normalizer=running_statistics.init_state(
+                         jnp.zeros((model.input_size,), jnp.float32)),
                      normalizer=running_statistics.init_state(
                          jnp.zeros((), jnp.float32)))
 
@@ -69,12 +74,10 @@ def make_reward_update(
   labels yet the update is a no-op.
   """
 
-  def member_loss(params, first, second, label):
-    r1 = jnp.sum(model.network.apply(params, model.inputs(
-        first.observation, first.action, first.next_observation))[..., 0], -1)
-    r2 = jnp.sum(model.network.apply(params, model.inputs(
-        second.observation, second.action, second.next_observation))[..., 0],
-                 -1)
+  def member_loss(params, input_normalizer, first, second, label):
+    one = jax.tree.map(lambda x: x[None], params)  # a 1-member ensemble
+    r1 = rrm_model.member_returns(model, one, input_normalizer, first)[0]
+    r2 = rrm_model.member_returns(model, one, input_normalizer, second)[0]
     loss = jnp.mean(losses.bradley_terry_loss(r1, r2, label))
     decided = label != 0.5
     correct = ((r2 > r1) == (label > 0.5)) & decided
@@ -83,12 +86,12 @@ def make_reward_update(
 
   grad_fn = jax.value_and_grad(member_loss, has_aux=True)
 
-  def member_step(params, opt_state, dataset, n_train, key):
+  def member_step(params, opt_state, input_normalizer, dataset, n_train, key):
     j = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n_train, 1))
     idx = _train_index(j, heldout_every)
     take = lambda x: x[idx]
     (loss, accuracy), grads = grad_fn(
-        params, jax.tree.map(take, dataset.first),
+        params, input_normalizer, jax.tree.map(take, dataset.first),
         jax.tree.map(take, dataset.second), dataset.label[idx])
     updates, new_opt_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
@@ -108,8 +111,9 @@ def make_reward_update(
       params, opt_state = carry
       keys = jax.random.split(step_key, ensemble_size)
       params, opt_state, loss, accuracy = jax.vmap(
-          member_step, in_axes=(0, 0, None, None, 0))(params, opt_state,
-                                                      dataset, n_train, keys)
+          member_step, in_axes=(0, 0, None, None, None, 0))(
+              params, opt_state, state.input_normalizer, dataset, n_train,
+              keys)
       return (params, opt_state), (loss, accuracy)
 
     (params, opt_state), (loss, accuracy) = jax.lax.scan(
@@ -121,7 +125,7 @@ def make_reward_update(
   return update
 
 
-def label_accuracy(model: rrm_model.RewardModel, params: Any,
+def label_accuracy(model: rrm_model.RewardModel, state: RewardState,
                    dataset: rrm_feedback.LabelDataset,
                    mask: jax.Array) -> jax.Array:
   """Fraction of decided labels (not 0.5) under `mask` the ensemble gets right.
@@ -129,8 +133,10 @@ def label_accuracy(model: rrm_model.RewardModel, params: Any,
   The ensemble's preference is the member-mean of sigmoid(R̂_2 - R̂_1).
   Returns nan when `mask` selects no decided label.
   """
-  r1 = rrm_model.member_returns(model, params, dataset.first)  # [M, N]
-  r2 = rrm_model.member_returns(model, params, dataset.second)
+  r1 = rrm_model.member_returns(model, state.params, state.input_normalizer,
+                                dataset.first)  # [M, N]
+  r2 = rrm_model.member_returns(model, state.params, state.input_normalizer,
+                                dataset.second)
   p = jnp.mean(jax.nn.sigmoid(r2 - r1), axis=0)
   decided = mask & dataset.mask & (dataset.label != 0.5)
   correct = ((p > 0.5) == (dataset.label > 0.5)) & decided
@@ -139,36 +145,39 @@ def label_accuracy(model: rrm_model.RewardModel, params: Any,
 
 
 def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
-                     pool: rrm_segments.SegmentPool) -> RewardState:
-  """Refits output normalisation to the current model on the segment pool.
+                     dataset: rrm_feedback.LabelDataset) -> RewardState:
+  """Refits output normalisation to the current model on the labelled segments.
 
   The learned reward handed to PPO is (mean_m r̂_m(x) - mu) / sigma, with mu
-  and sigma the statistics (brax running_statistics, Welford) of the
-  ensemble-mean per-step prediction over the valid pool segments — the recent
-  behaviour distribution. Refitting only when the model changes keeps the
-  reward stationary between updates (a drifting running average would move it
-  every iteration) and fixes its scale: the reward model is only defined up to
-  an additive constant and a Bradley–Terry-determined scale.
+  and sigma the statistics (brax running_statistics) of the ensemble-mean
+  per-step prediction over every segment in the label dataset. The reward
+  model is defined only up to an additive constant and a scale, and this fixes
+  both. Refitting only when the model changes keeps the reward stationary
+  between updates. The labelled segments are the reference because they span
+  the behaviours seen so far (random and on-policy, good and bad) and only
+  grow. The recent-segment pool was tried first: as the policy improves it
+  becomes homogeneous, sigma shrinks, and each refit inflated the reward's
+  scale, amplifying spurious structure (measured on inverted_pendulum: eval
+  return fell from about 1000 to about 150 with labels spread over training).
   """
-  seg = pool.segments
-  rewards = jnp.mean(predict_pool(model, state.params, seg), axis=0)  # [P, L]
-  weights = jnp.broadcast_to(pool.valid[:, None], rewards.shape).astype(
-      jnp.float32)
+  both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), dataset.first,
+                      dataset.second)
+  rewards = jnp.mean(rrm_model.predict(
+      model, state.params, state.input_normalizer, both.observation,
+      both.action, both.next_observation), axis=0)  # [2N, L]
+  mask = jnp.concatenate([dataset.mask, dataset.mask])
+  weights = jnp.broadcast_to(mask[:, None], rewards.shape).astype(jnp.float32)
   stats = running_statistics.update(
       running_statistics.init_state(jnp.zeros((), jnp.float32)),
       rewards, weights=weights)
   return state.replace(normalizer=stats)
 
 
-def predict_pool(model, params, seg: rrm_segments.Segments) -> jax.Array:
-  return rrm_model.predict(model, params, seg.observation, seg.action,
-                           seg.next_observation)
-
-
 def learned_reward(model: rrm_model.RewardModel, state: RewardState,
                    observation: jax.Array, action: jax.Array,
                    next_observation: jax.Array) -> jax.Array:
   """Normalised ensemble-mean reward [...] for transitions [..., features]."""
-  raw = jnp.mean(rrm_model.predict(model, state.params, observation, action,
-                                   next_observation), axis=0)
+  raw = jnp.mean(rrm_model.predict(model, state.params,
+                                   state.input_normalizer, observation,
+                                   action, next_observation), axis=0)
   return running_statistics.normalize(raw, state.normalizer)
