@@ -75,6 +75,7 @@ class RewardConfig:
   num_steps: int
   initial_num_steps: int
   heldout_every: int
+  uncertainty_penalty: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +271,8 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       initial_num_steps=_positive_int("reward.initial_num_steps",
                                       r.initial_num_steps),
       heldout_every=_nonneg_int("reward.heldout_every", r.heldout_every),
+      uncertainty_penalty=_nonneg_float("reward.uncertainty_penalty",
+                                        r.uncertainty_penalty),
   )
   if reward.heldout_every == 1:
     _fail("reward.heldout_every", 1, "0 (no held-out labels) or >= 2 (every "

@@ -131,6 +131,18 @@ def _to_ppo_layout(data: brax_types.Transition, unroll_length: int):
   return jax.tree.map(f, data)
 
 
+def _strip_weak_types(tree):
+  """Makes every leaf strongly typed.
+
+  Leaves built from Python scalars (brax's running-statistics counts, zeros)
+  are weakly typed in `init`'s output and strongly typed after one
+  `iteration`; without this the second call of `iteration` would compile
+  again (brax's trainer does the same).
+  """
+  return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype),
+                      tree)
+
+
 def make_train(config: rrm_config.TrainConfig) -> Train:
   """Builds the jitted `init` and `iteration` of a run (compiled lazily)."""
   envs = rrm_envs.make_envs(config.env)
@@ -208,16 +220,17 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       labels = ask_teacher(pool, returns, labels, teacher, fb.initial_labels,
                            fb.initial_labels, jnp.int32(-1), key_ask)
       reward, _ = initial_reward_update(reward, labels, key_fit)
-      reward = rrm_reward.refit_normalizer(model, reward, labels)
+      reward = rrm_reward.refit_normalizer(model, reward, labels,
+                                           rc.uncertainty_penalty)
     zeros = jnp.zeros((num_envs,))
-    return TrainState(
+    return _strip_weak_types(TrainState(
         policy=rrm_ppo.init_policy(networks, policy_optimizer, obs_size,
                                    key_policy),
         reward=reward, pool=pool, labels=labels, teacher=teacher,
         env=env_state,
         episodes=EpisodeStats(zeros, zeros, zeros, zeros,
                               jnp.zeros((num_envs,), jnp.int32)),
-        iteration=jnp.zeros((), jnp.int32))
+        iteration=jnp.zeros((), jnp.int32)))
 
   def iteration(state: TrainState,
                 key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -229,7 +242,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     true_reward = data.reward  # [T, B]
     if learned:
       reward_for_rl = rrm_reward.learned_reward(
-          model, state.reward, data.observation, data.action, _outcome(data))
+          model, state.reward, data.observation, data.action, _outcome(data),
+          rc.uncertainty_penalty)
     else:
       reward_for_rl = true_reward
     policy_state, metrics = ppo_update(
@@ -263,7 +277,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
 
       def fit(reward_state):
         reward_state, m = reward_update(reward_state, labels, key_fit)
-        return rrm_reward.refit_normalizer(model, reward_state, labels), m
+        return rrm_reward.refit_normalizer(model, reward_state, labels,
+                                           rc.uncertainty_penalty), m
 
       def keep(reward_state):
         return reward_state, {"reward/loss": jnp.float32(jnp.nan),
@@ -292,7 +307,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     new_state = state.replace(
         policy=policy_state, reward=reward_state, pool=pool, labels=labels,
         env=env_state, episodes=episodes, iteration=state.iteration + 1)
-    return new_state, metrics
+    return _strip_weak_types(new_state), metrics
 
   def make_evaluator(key: jax.Array) -> acting.Evaluator:
     """Deterministic policy on the standard task, true reward (host object)."""

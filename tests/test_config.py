@@ -83,8 +83,8 @@ def test_segment_longer_than_iteration_rollout():
 
 def test_rollout_not_divisible_by_envs():
   cd = _smoke()
-  cd.ppo.batch_size = 6  # 6 * 4 = 24 unrolls over 16 envs
-  _expect(cd, "= 24 must be a multiple of config.env.num_envs=16")
+  cd.ppo.batch_size = 6  # 6 * 4 = 24 unrolls over 32 envs
+  _expect(cd, "= 24 must be a multiple of config.env.num_envs=32")
 
 
 def test_pool_and_segments_per_iteration():
@@ -93,7 +93,7 @@ def test_pool_and_segments_per_iteration():
   _expect(cd, "segments_per_iteration=1000", "segments one iteration's")
   cd = _smoke()
   cd.feedback.pool_size = 8
-  _expect(cd, "segments_per_iteration=16", "pool_size=8")
+  _expect(cd, "segments_per_iteration=32", "pool_size=8")
 
 
 def test_initial_batch_must_leave_a_heldout_label():

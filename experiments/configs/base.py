@@ -51,6 +51,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.reward.num_steps = 50  # SGD steps after each round of labels
   c.reward.initial_num_steps = 500  # SGD steps on the initial batch
   c.reward.heldout_every = 10  # every k-th label held out (0: none)
+  c.reward.uncertainty_penalty = 0.0  # reward = mean - this * std over members
 
   c.feedback = ml_collections.ConfigDict()
   c.feedback.segment_length = 25  # L, steps per segment

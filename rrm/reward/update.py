@@ -144,8 +144,18 @@ def label_accuracy(model: rrm_model.RewardModel, state: RewardState,
   return jnp.where(n > 0, jnp.sum(correct) / jnp.maximum(n, 1), jnp.nan)
 
 
+def _ensemble_reward(member_rewards: jax.Array,
+                     uncertainty_penalty: float) -> jax.Array:
+  """mean_m r̂_m - lambda * std_m r̂_m over the member axis (axis 0)."""
+  r = jnp.mean(member_rewards, axis=0)
+  if uncertainty_penalty:
+    r = r - uncertainty_penalty * jnp.std(member_rewards, axis=0)
+  return r
+
+
 def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
-                     dataset: rrm_feedback.LabelDataset) -> RewardState:
+                     dataset: rrm_feedback.LabelDataset,
+                     uncertainty_penalty: float = 0.0) -> RewardState:
   """Refits output normalisation to the current model on the labelled segments.
 
   The learned reward handed to PPO is (mean_m r̂_m(x) - mu) / sigma, with mu
@@ -162,9 +172,10 @@ def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
   """
   both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), dataset.first,
                       dataset.second)
-  rewards = jnp.mean(rrm_model.predict(
-      model, state.params, state.input_normalizer, both.observation,
-      both.action, both.next_observation), axis=0)  # [2N, L]
+  rewards = _ensemble_reward(
+      rrm_model.predict(model, state.params, state.input_normalizer,
+                        both.observation, both.action, both.next_observation),
+      uncertainty_penalty)  # [2N, L]
   mask = jnp.concatenate([dataset.mask, dataset.mask])
   weights = jnp.broadcast_to(mask[:, None], rewards.shape).astype(jnp.float32)
   stats = running_statistics.update(
@@ -175,9 +186,20 @@ def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
 
 def learned_reward(model: rrm_model.RewardModel, state: RewardState,
                    observation: jax.Array, action: jax.Array,
-                   next_observation: jax.Array) -> jax.Array:
-  """Normalised ensemble-mean reward [...] for transitions [..., features]."""
-  raw = jnp.mean(rrm_model.predict(model, state.params,
-                                   state.input_normalizer, observation,
-                                   action, next_observation), axis=0)
+                   next_observation: jax.Array,
+                   uncertainty_penalty: float = 0.0) -> jax.Array:
+  """The reward PPO maximises, [...] for transitions [..., features].
+
+  (mean_m r̂_m - lambda std_m r̂_m - mu) / sigma: the ensemble mean, minus
+  `uncertainty_penalty` (lambda) times the members' disagreement, normalised
+  (see `refit_normalizer`, which must be given the same lambda). The penalty
+  is conservative: where the labels said nothing the members disagree, and a
+  policy gains nothing by going there. Against over-optimisation of a frozen
+  learned reward, see Coste et al. 2023, "Reward model ensembles help mitigate
+  overoptimization".
+  """
+  raw = _ensemble_reward(
+      rrm_model.predict(model, state.params, state.input_normalizer,
+                        observation, action, next_observation),
+      uncertainty_penalty)
   return running_statistics.normalize(raw, state.normalizer)
