@@ -286,10 +286,10 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
 
       reward_state, reward_metrics = jax.lax.cond(due > 0, fit, keep,
                                                   reward_state)
+      # Of the model this iteration's queries were chosen with (one ensemble
+      # pass over the pool per iteration, not two).
       pool_true = jnp.sum(pool.segments.true_reward, axis=-1)
-      pool_learned = jnp.mean(rrm_reward.member_returns(
-          model, reward_state.params, reward_state.input_normalizer,
-          pool.segments), axis=0)
+      pool_learned = jnp.mean(returns, axis=0)
       metrics.update(reward_metrics)
       metrics.update({
           "rollout/learned_reward": jnp.mean(reward_for_rl),
