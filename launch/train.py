@@ -3,7 +3,8 @@
   python -m launch.train --config=experiments/configs/inverted_pendulum.py \
       --workdir=runs/pendulum [--config.feedback.budget=100 ...]
 
-Writes config.json and metrics.jsonl to --workdir and prints progress.
+Writes config.json, metrics.jsonl, checkpoints/ and labels.npz to --workdir
+and prints progress. A workdir holding a checkpoint is resumed.
 """
 
 import os
@@ -44,11 +45,15 @@ def main(argv):
   except rrm_config.ConfigError as e:
     sys.exit(f"error: {e}")
   workdir = _WORKDIR.value
-  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-    sys.exit(f"error: --workdir={workdir} already holds a run "
-             "(metrics.jsonl); choose a new workdir.")
-  result = rrm_train.run(config, workdir)
+  try:
+    result = rrm_train.run(config, workdir)
+  except (rrm_config.ConfigError, FileExistsError) as e:
+    sys.exit(f"error: {e}")
   final = result["final"]
+  if final is None:
+    print(f"done: {workdir} had already completed "
+          f"{config.num_iterations} iterations")
+    return
   summary = [f"eval true return {final.get('eval/true_return', float('nan')):.1f}"]
   if "oracle/labels" in final:
     summary.append(f"labels {int(final['oracle/labels'])}")

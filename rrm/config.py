@@ -110,6 +110,8 @@ class TrainConfig:
   seed: int
   num_iterations: int
   eval_every: int
+  checkpoint_every: int
+  keep_checkpoints: int
   env: EnvConfig
   ppo: PPOConfig
   reward: RewardConfig
@@ -308,6 +310,8 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       seed=_nonneg_int("seed", cd.seed),
       num_iterations=_positive_int("num_iterations", cd.num_iterations),
       eval_every=_positive_int("eval_every", cd.eval_every),
+      checkpoint_every=_nonneg_int("checkpoint_every", cd.checkpoint_every),
+      keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
       env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
       log=log)
   _check_consistency(config)

@@ -47,11 +47,11 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
 
 
 def progress_line(metrics: Mapping[str, Any], num_iterations: int,
-                  t_loop_start: float) -> str:
+                  t_loop_start: float, first_iteration: int = 0) -> str:
   """One human line: iteration, steps/s, ETA, returns, labels."""
   it = metrics["iteration"]
   elapsed = time.time() - t_loop_start
-  eta = elapsed / it * (num_iterations - it)
+  eta = elapsed / max(it - first_iteration, 1) * (num_iterations - it)
 
   def fmt(key, spec=".1f"):
     v = metrics.get(key)

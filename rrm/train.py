@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import diagnostics
 from rrm import envs as rrm_envs
@@ -76,7 +77,7 @@ class Train(NamedTuple):
   config: rrm_config.TrainConfig
   init: Callable[[jax.Array], TrainState]
   iteration: Callable[[TrainState, jax.Array], tuple[TrainState, dict]]
-  make_evaluator: Callable[[jax.Array], acting.Evaluator]
+  evaluate: Callable[[TrainState, jax.Array], dict[str, jax.Array]]
   envs: rrm_envs.Envs
 
 
@@ -309,24 +310,63 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
         env=env_state, episodes=episodes, iteration=state.iteration + 1)
     return _strip_weak_types(new_state), metrics
 
-  def make_evaluator(key: jax.Array) -> acting.Evaluator:
-    """Deterministic policy on the standard task, true reward (host object)."""
-    return acting.Evaluator(
-        envs.eval, lambda params: make_policy(params, deterministic=True),
-        num_eval_envs=config.env.num_eval_envs,
-        episode_length=config.env.eval_episode_length, action_repeat=1,
-        key=key)
+  eval_env = brax_envs.training.EvalWrapper(envs.eval)
+
+  def evaluate(state: TrainState, key: jax.Array) -> dict[str, jax.Array]:
+    """Deterministic policy, standard task, true reward: one episode per env.
+
+    A pure function of (state, key), so evaluations repeat exactly after a
+    resume (brax's acting.Evaluator keeps its RNG inside the object).
+    """
+    key_reset, key_unroll = jax.random.split(key)
+    env_state = eval_env.reset(
+        jax.random.split(key_reset, config.env.num_eval_envs))
+    policy = make_policy(rrm_ppo.inference_params(state.policy),
+                         deterministic=True)
+    env_state, _ = acting.generate_unroll(
+        eval_env, env_state, policy, key_unroll,
+        config.env.eval_episode_length)
+    m = env_state.info["eval_metrics"]
+    returns = m.episode_metrics["reward"]
+    return {"eval/true_return": jnp.mean(returns),
+            "eval/true_return_std": jnp.std(returns),
+            "eval/episode_length": jnp.mean(m.episode_steps)}
 
   return Train(config=config, init=jax.jit(init),
                iteration=jax.jit(iteration, donate_argnums=0),
-               make_evaluator=make_evaluator, envs=envs)
+               evaluate=jax.jit(evaluate), envs=envs)
 
 
-def evaluate(evaluator: acting.Evaluator, state: TrainState) -> dict[str, float]:
-  m = evaluator.run_evaluation(rrm_ppo.inference_params(state.policy), {})
-  return {"eval/true_return": float(m["eval/episode_reward"]),
-          "eval/true_return_std": float(m["eval/episode_reward_std"]),
-          "eval/episode_length": float(m["eval/avg_episode_length"])}
+# Fields a resumed run may change; any other difference is refused.
+RESUMABLE_CHANGES = ("num_iterations", "eval_every", "checkpoint_every",
+                     "keep_checkpoints", "log")
+
+
+def _config_differences(saved: dict[str, Any], now: dict[str, Any],
+                        prefix: str = "") -> list[str]:
+  diffs = []
+  for k in sorted(set(saved) | set(now)):
+    name = prefix + k
+    if not prefix and k in RESUMABLE_CHANGES:
+      continue
+    a, b = saved.get(k), now.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += _config_differences(a, b, name + ".")
+    elif a != b and not (isinstance(a, list) and tuple(a) == b):
+      diffs.append(f"{name}: saved {a!r}, now {b!r}")
+  return diffs
+
+
+def _truncate_metrics(path: str, last_iteration: int) -> None:
+  """Drops metric lines after `last_iteration` (written after the checkpoint)."""
+  if not os.path.exists(path):
+    return
+  lines = rrm_logging.read_metrics(path)
+  with open(path + ".tmp", "w") as f:
+    for m in lines:
+      if m["iteration"] <= last_iteration:
+        f.write(json.dumps(m, sort_keys=True) + "\n")
+  os.replace(path + ".tmp", path)
 
 
 def run(config: rrm_config.TrainConfig, workdir: str | None = None,
@@ -334,33 +374,62 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         train: Train | None = None) -> dict[str, Any]:
   """Trains for `config.num_iterations`, evaluating every `eval_every`.
 
-  Writes `config.json` and `metrics.jsonl` (and TensorBoard events if asked)
-  to `workdir` when given. `train`, if given, is a `make_train(config)` to
-  reuse (its compiled functions are kept). Returns {"state", "metrics" (the
-  per-iteration list), "final" (the last metrics), "train"}.
+  With a `workdir`: writes `config.json`, `metrics.jsonl` (and TensorBoard
+  events if asked), and every `checkpoint_every` iterations and at the end a
+  checkpoint of the complete state (`checkpoints/`) with the labels exported
+  to `labels.npz`. A workdir that holds a checkpoint is resumed from its
+  latest one (bit-exactly on CPU); its config must match the saved one except
+  for `RESUMABLE_CHANGES`. `train`, if given, is a `make_train(config)` to
+  reuse. Returns {"state", "metrics" (this call's list), "final", "train"}.
   """
   if train is None:
     train = make_train(config)
-  elif train.config != config:
+  elif _config_differences(rrm_config.to_dict(train.config),
+                           rrm_config.to_dict(config)):
     raise ValueError("`train` was built for another config")
   key_init, key_run, key_eval = jax.random.split(
       jax.random.PRNGKey(config.seed), 3)
-  writer = None
+  t_start = time.time()
+  writer, checkpointer, state, start = None, None, None, 0
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    config_path = os.path.join(workdir, "config.json")
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    if config.checkpoint_every:
+      checkpointer = rrm_checkpoint.Checkpointer(
+          os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+      step = checkpointer.latest_step()
+      if step is not None:
+        with open(config_path) as f:
+          diffs = _config_differences(json.load(f), rrm_config.to_dict(config))
+        if diffs:
+          raise rrm_config.ConfigError(
+              f"{workdir} holds a run with another config; a resumed run may "
+              f"change only {', '.join(RESUMABLE_CHANGES)}. Differences:\n  "
+              + "\n  ".join(diffs))
+        state, _ = checkpointer.restore(step, train.init)
+        start = step
+        _truncate_metrics(metrics_path, step)
+        if progress:
+          progress(f"resumed from {workdir}/checkpoints at iteration {step}")
+    if start == 0 and os.path.exists(metrics_path):
+      raise FileExistsError(
+          f"{workdir} already holds a run (metrics.jsonl) without a "
+          "checkpoint to resume from; choose a new workdir.")
+    with open(config_path, "w") as f:
       json.dump(rrm_config.to_dict(config), f, indent=2, sort_keys=True)
-    writer = rrm_logging.MetricWriter(workdir, tensorboard=config.log.tensorboard)
+    writer = rrm_logging.MetricWriter(workdir,
+                                      tensorboard=config.log.tensorboard)
 
-  t_start = time.time()
-  state = train.init(key_init)
-  evaluator = train.make_evaluator(key_eval)
+  if state is None:
+    state = train.init(key_init)
   history = []
   t_loop = time.time()
-  if progress:
-    progress(f"init (compile + {config.feedback.initial_labels if config.learned_reward else 0}"
-             f" initial labels): {t_loop - t_start:.1f}s")
-  for i in range(config.num_iterations):
+  if progress and start == 0:
+    initial = config.feedback.initial_labels if config.learned_reward else 0
+    progress(f"init (compile + {initial} initial labels): "
+             f"{t_loop - t_start:.1f}s")
+  for i in range(start, config.num_iterations):
     state, metrics = train.iteration(state, jax.random.fold_in(key_run, i))
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if metrics["rollout/nonfinite_fraction"] > 0:
@@ -377,18 +446,31 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         "iteration": it,
         "env_steps": it * config.env_steps_per_iteration,
         "time/elapsed_s": now - t_start,
-        "time/steps_per_s": it * config.env_steps_per_iteration / (now - t_loop),
+        "time/steps_per_s": ((it - start) * config.env_steps_per_iteration
+                             / (now - t_loop)),
     })
     if it % config.eval_every == 0 or it == config.num_iterations:
-      metrics.update(evaluate(evaluator, state))
+      metrics.update({k: float(v) for k, v in jax.device_get(train.evaluate(
+          state, jax.random.fold_in(key_eval, it))).items()})
     history.append(metrics)
     if writer:
       writer.write(metrics)
+    if checkpointer and (it % config.checkpoint_every == 0
+                         or it == config.num_iterations):
+      host_state = jax.device_get(state)  # the next iteration donates state
+      checkpointer.save(it, host_state, {
+          "iteration": it, "labels_spent": int(host_state.labels.spent),
+          "config": rrm_config.to_dict(config)})
+      if config.learned_reward:
+        rrm_checkpoint.export_labels(host_state.labels, host_state.teacher,
+                                     os.path.join(workdir, "labels.npz"))
     if progress and (it % config.log.print_every == 0
                      or it == config.num_iterations):
       progress(rrm_logging.progress_line(metrics, config.num_iterations,
-                                         t_loop))
+                                         t_loop, start))
   if writer:
     writer.close()
-  return {"state": state, "metrics": history, "final": history[-1],
-          "train": train}
+  if checkpointer:
+    checkpointer.close()
+  return {"state": state, "metrics": history,
+          "final": history[-1] if history else None, "train": train}

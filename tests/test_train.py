@@ -140,10 +140,57 @@ def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
   lines = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
   assert len(lines) == 2 and lines[-1]["oracle/labels"] == 20
   assert json.load(open(workdir / "config.json"))["env"]["name"] == "hopper"
-  # A second launch on the same workdir is refused, not mixed in.
+  assert np.load(workdir / "labels.npz")["label"].shape == (20,)
+  # Relaunching a finished run resumes it and has nothing left to do ...
   proc = subprocess.run(
       [sys.executable, "-m", "launch.train",
        "--config=experiments/configs/hopper.py:smoke",
        f"--workdir={workdir}"],
-      cwd=root, capture_output=True, text=True, timeout=120)
-  assert proc.returncode != 0 and "already holds a run" in proc.stderr
+      cwd=root, capture_output=True, text=True, timeout=300,
+      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "had already completed" in proc.stdout
+  assert len(open(workdir / "metrics.jsonl").readlines()) == 2
+  # ... and resuming it with another reward model is refused, naming it.
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       "--config=experiments/configs/hopper.py:smoke",
+       "--config.reward.learning_rate=0.01", f"--workdir={workdir}"],
+      cwd=root, capture_output=True, text=True, timeout=300,
+      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+  assert proc.returncode != 0
+  assert "reward.learning_rate: saved 0.001, now 0.01" in proc.stderr
+
+
+def _without_time(history):
+  return [{k: v for k, v in m.items() if not k.startswith("time/")}
+          for m in history]
+
+
+def test_resume_after_losing_the_latest_checkpoint_is_exact(smoke, tmp_path):
+  import dataclasses
+  import shutil
+  from rrm import logging as rrm_logging
+  cfg = dataclasses.replace(smoke.config, checkpoint_every=2)
+  straight = rrm_train.run(cfg, str(tmp_path / "b"), progress=None,
+                           train=smoke)
+  # Interrupted run: 3 iterations (checkpoints at 2 and 3), then the latest
+  # checkpoint is lost, as if killed after iteration 3's metrics were
+  # written but before its save.
+  first = dataclasses.replace(cfg, num_iterations=3)
+  rrm_train.run(first, str(tmp_path / "a"), progress=None, train=smoke)
+  shutil.rmtree(tmp_path / "a" / "checkpoints" / "3")
+  resumed = rrm_train.run(cfg, str(tmp_path / "a"), progress=None,
+                          train=smoke)
+  assert [m["iteration"] for m in resumed["metrics"]] == [3, 4, 5, 6]
+  for a, b in zip(jax.tree.leaves(straight["state"]),
+                  jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(a, b)
+  metrics_a = rrm_logging.read_metrics(str(tmp_path / "a" / "metrics.jsonl"))
+  metrics_b = rrm_logging.read_metrics(str(tmp_path / "b" / "metrics.jsonl"))
+  assert [m["iteration"] for m in metrics_a] == list(range(1, 7))
+  assert _without_time(metrics_a) == _without_time(metrics_b)
+  labels_a = np.load(tmp_path / "a" / "labels.npz")
+  labels_b = np.load(tmp_path / "b" / "labels.npz")
+  for k in labels_b.files:
+    np.testing.assert_array_equal(labels_a[k], labels_b[k])

@@ -11,6 +11,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.seed = 0  # PRNG seed: same seed, same run (bit-exact on CPU)
   c.num_iterations = 100  # training iterations (one rollout + updates each)
   c.eval_every = 10  # iterations between deterministic evaluations
+  c.checkpoint_every = 10  # iterations between checkpoints (0: none); also at the end
+  c.keep_checkpoints = 3  # checkpoints kept in workdir/checkpoints
 
   c.env = ml_collections.ConfigDict()
   c.env.name = "inverted_pendulum"  # any Brax env name
