@@ -12,6 +12,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 from ml_collections import config_flags
 
@@ -40,6 +41,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   _enable_compilation_cache()
+  # Progress lines are the run's output; library INFO logs (orbax's save
+  # threads, jax's backend probing) are noise unless --verbosity asks.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   try:
     config = rrm_config.from_config_dict(_CONFIG.value)
   except rrm_config.ConfigError as e:
