@@ -123,17 +123,21 @@ def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
              for m in hist)
 
 
-def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
+def _launch(*args):
+  """Runs `python -m launch.train ARGS` from the repo root, no compile cache."""
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  workdir = tmp_path / "hopper"
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.train",
-       "--config=experiments/configs/hopper.py:smoke",
-       f"--workdir={workdir}"],
-      cwd=root, capture_output=True, text=True, timeout=600,
+  return subprocess.run(
+      [sys.executable, "-m", "launch.train", *args], cwd=root,
+      capture_output=True, text=True, timeout=600,
       env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+
+
+def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
+  workdir = tmp_path / "hopper"
+  config = "--config=experiments/configs/hopper.py:smoke"
+  proc = _launch(config, f"--workdir={workdir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Failed to import warp" not in proc.stdout
   assert "done: eval true return" in proc.stdout
@@ -142,22 +146,13 @@ def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
   assert json.load(open(workdir / "config.json"))["env"]["name"] == "hopper"
   assert np.load(workdir / "labels.npz")["label"].shape == (20,)
   # Relaunching a finished run resumes it and has nothing left to do ...
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.train",
-       "--config=experiments/configs/hopper.py:smoke",
-       f"--workdir={workdir}"],
-      cwd=root, capture_output=True, text=True, timeout=300,
-      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+  proc = _launch(config, f"--workdir={workdir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "had already completed" in proc.stdout
   assert len(open(workdir / "metrics.jsonl").readlines()) == 2
   # ... and resuming it with another reward model is refused, naming it.
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.train",
-       "--config=experiments/configs/hopper.py:smoke",
-       "--config.reward.learning_rate=0.01", f"--workdir={workdir}"],
-      cwd=root, capture_output=True, text=True, timeout=300,
-      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+  proc = _launch(config, "--config.reward.learning_rate=0.01",
+                 f"--workdir={workdir}")
   assert proc.returncode != 0
   assert "reward.learning_rate: saved 0.001, now 0.01" in proc.stderr
 
