@@ -152,7 +152,7 @@ class OutcomeObservationWrapper(brax_base.Wrapper):
 class Envs(NamedTuple):
   """The batched training env, the evaluation env and their sizes."""
   train: brax_base.Env  # batched, auto-reset, fixed-horizon when configured
-  eval: brax_base.Env  # standard task, unbatched-wrapped for acting.Evaluator
+  eval: brax_base.Env  # standard task, batched, auto-reset (wrap EvalWrapper)
   observation_size: int
   action_size: int
 

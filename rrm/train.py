@@ -22,7 +22,6 @@ never starts from an untrained reward.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Any, Callable, NamedTuple
@@ -34,7 +33,6 @@ from brax.training.agents.ppo import networks as ppo_networks
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rrm import checkpoint as rrm_checkpoint

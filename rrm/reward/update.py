@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import optax
 
 from rrm import feedback as rrm_feedback
-from rrm import segments as rrm_segments
 from rrm.reward import losses
 from rrm.reward import model as rrm_model
 
