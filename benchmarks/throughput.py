@@ -62,12 +62,12 @@ def rrm_steps_per_second(config: rrm_config.TrainConfig,
   key = jax.random.PRNGKey(config.seed)
   t0 = time.time()
   state = train.init(key)
-  state, m = train.iteration(state, jax.random.fold_in(key, 0))
+  state, m = train.iteration(state)
   jax.device_get(m)
   compile_s = time.time() - t0
   t0 = time.time()
   for i in range(iterations):
-    state, m = train.iteration(state, jax.random.fold_in(key, i + 1))
+    state, m = train.iteration(state)
     jax.device_get(m)
   dt = time.time() - t0
   return {"sps": iterations * config.env_steps_per_iteration / dt,

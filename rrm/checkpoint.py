@@ -1,22 +1,40 @@
-"""Checkpoints of the complete training state, and the label export.
+"""Checkpoints of the complete training state, and the label file.
 
 `Checkpointer` wraps an Orbax `CheckpointManager` with two items per step:
 the whole `TrainState` (policy, reward ensemble, optimiser states, segment
-pool, label dataset, teacher, env state, episode statistics, iteration) saved
-with StandardSave and restored onto `jax.eval_shape(init, key)`, so every
-optax/flax type comes back typed; and JSON metadata (rrm version, iteration,
-labels spent, config). A restored state continues bit-identically on CPU.
+pool, label dataset, teacher, env state, episode statistics, run key,
+iteration) saved with StandardSave and restored onto
+`jax.eval_shape(init, key)`, so every optax/flax type and the typed PRNG key
+come back typed; and JSON metadata (rrm version, git revision, package
+versions, iteration, labels spent, config, and a SHA-256 digest of the state).
+A restored state continues bit-identically on CPU.
 
-`export_labels` writes the label dataset to a plain `.npz` (schema in its
-docstring): the most expensive thing a run holds is its feedback, and it must
-outlive any change of code.
+Damaged checkpoints are never restored and never deleted: an Orbax temporary
+directory left by a killed save, a step directory Orbax does not list as
+finalised, or a step whose state does not restore or does not match its
+digest (a truncated or partly deleted file) is moved to
+`<directory>_damaged/` with a warning naming it, and the previous step is
+tried.
+
+`export_labels` / `load_labels` write and read the label dataset as a plain
+`.npz` (schema in `export_labels`): the most expensive thing a run holds is
+its feedback, and it must outlive any change of code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
 import os
+import platform
+import shutil
+import subprocess
+import time
 from typing import Any, Callable
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,73 +42,361 @@ import orbax.checkpoint as ocp
 
 import rrm
 from rrm import feedback as rrm_feedback
+from rrm import segments as rrm_segments
+
+# The packages whose versions a checkpoint records.
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco",
+             "orbax-checkpoint", "numpy", "ml_collections", "absl-py")
+_TMP_MARKER = ".orbax-checkpoint-tmp"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be restored or written."""
+
+
+class IncompatibleCheckpointError(CheckpointError):
+  """A sound checkpoint whose state layout is not the one this code builds."""
+
+
+@functools.cache
+def package_versions() -> dict[str, str | None]:
+  versions = {"python": platform.python_version()}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return versions
+
+
+@functools.cache
+def git_revision() -> str | None:
+  """The rrm checkout's commit ("<sha>-dirty" with local changes), or None."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True,
+                         capture_output=True, text=True,
+                         timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain",
+                            "--untracked-files=no"], cwd=root, check=True,
+                           capture_output=True, text=True,
+                           timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return sha + ("-dirty" if dirty else "")
+
+
+def _host_leaf(x: Any) -> np.ndarray:
+  if jnp.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  return np.asarray(x)
+
+
+def state_layout(tree: Any) -> str:
+  """SHA-256 of the tree structure and every leaf's shape and dtype."""
+  parts = [str(jax.tree.structure(tree))]
+  parts += [f"{leaf.shape}{leaf.dtype}" for leaf in jax.tree.leaves(tree)]
+  return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def state_digest(tree: Any) -> str:
+  """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    a = np.ascontiguousarray(_host_leaf(leaf))
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
 
 
 class Checkpointer:
-  """Saves and restores `TrainState`s under `directory` (keeps the last k)."""
+  """Saves and restores `TrainState`s under `directory` (keeps the last k).
+
+  Saves are asynchronous: `save` returns once Orbax has the (host) state, the
+  files are written by a background thread while training goes on, and
+  `close` (or `wait`) blocks until every save has finished. Each save first
+  waits for the previous one, so at most one is in flight.
+  """
 
   def __init__(self, directory: str, max_to_keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    self.damaged_directory = self.directory + "_damaged"
+    os.makedirs(self.directory, exist_ok=True)
     self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
+        self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                              create=True))
+    self._set_aside_unfinished()
+
+  # -- damaged checkpoints -------------------------------------------------
+
+  def _set_aside(self, name: str, why: str) -> None:
+    """Moves `directory/name` to the damaged directory, with a warning."""
+    os.makedirs(self.damaged_directory, exist_ok=True)
+    target = os.path.join(self.damaged_directory, name)
+    if os.path.exists(target):
+      target += f".{time.strftime('%Y%m%d_%H%M%S')}"
+    shutil.move(os.path.join(self.directory, name), target)
+    logging.warning("skipping checkpoint %s: %s; moved to %s",
+                    os.path.join(self.directory, name), why, target)
+    self._manager.reload()
+
+  def _set_aside_unfinished(self) -> None:
+    listed = {str(s) for s in self._manager.all_steps()}
+    for name in sorted(os.listdir(self.directory)):
+      if _TMP_MARKER in name:
+        self._set_aside(name, "an unfinished save (Orbax temporary directory "
+                        "of a process that was killed while saving)")
+      elif name.isdigit() and name not in listed:
+        self._set_aside(name, "not a finalised Orbax checkpoint")
+
+  # -- save / restore -----------------------------------------------------
 
   def save(self, step: int, state: Any, metadata: dict[str, Any]) -> None:
-    """Saves `state` as `step` (asynchronously; `close` waits for it)."""
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        metadata=ocp.args.JsonSave({"rrm_version": rrm.__version__,
-                                    "step": step, **metadata})))
+    """Saves `state` (a host copy: see `run`) as `step`, asynchronously."""
+    self.wait()
+    meta = {"rrm_version": rrm.__version__, "git_revision": git_revision(),
+            "packages": package_versions(), "step": step,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "state_layout": state_layout(state),
+            "state_sha256": state_digest(state), **metadata}
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          metadata=ocp.args.JsonSave(meta)))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"saving checkpoint {step} to {self.directory} failed: "
+          f"{_describe(e)}") from e
+
+  def wait(self) -> None:
+    """Blocks until pending saves have finished; raises if one failed."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"writing a checkpoint to {self.directory} failed: "
+          f"{_describe(e)}") from e
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def metadata(self, step: int) -> dict[str, Any]:
+    """The JSON metadata of `step` alone (CheckpointError if unreadable)."""
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          metadata=ocp.args.JsonRestore()))
+      return dict(restored.metadata)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"its metadata does not restore ({_describe(e)})") from e
+
   def restore(self, step: int,
               init: Callable[[jax.Array], Any]) -> tuple[Any, dict[str, Any]]:
     """Restores `step` onto the structure, dtypes and shapes `init` makes.
+
+    Raises IncompatibleCheckpointError if the checkpoint's state layout is not
+    the one `init` makes (another rrm version or config: nothing is wrong
+    with the files), and CheckpointError if it does not restore or does not
+    match the digest recorded at save time (damaged files).
 
     Orbax returns arrays committed to a device; the trainer's own state is
     uncommitted (jit outputs), and jit keys its cache on that, so a restored
     state would compile the iteration a second time. The leaves are rebuilt
     uncommitted (one host copy; restoring is rare).
     """
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        metadata=ocp.args.JsonRestore()))
-    state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), restored.state)
-    return state, restored.metadata
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    layout = self.metadata(step).get("state_layout")
+    if layout is not None and layout != state_layout(abstract):
+      raise IncompatibleCheckpointError(
+          f"checkpoint {step} in {self.directory} holds a state of another "
+          "layout than this code and config build (written by another rrm "
+          "version?); it is left untouched")
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          metadata=ocp.args.JsonRestore()))
+      state, metadata = restored.state, dict(restored.metadata)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"it does not restore ({_describe(e)})") from e
+    expected = metadata.get("state_sha256")
+    if expected is not None and state_digest(state) != expected:
+      raise CheckpointError("its state does not match the digest recorded "
+                            "when it was saved (a damaged file)")
+    return jax.tree.map(_uncommitted, state), metadata
+
+  def restore_latest(
+      self, init: Callable[[jax.Array], Any]
+  ) -> tuple[int, Any, dict[str, Any]] | None:
+    """Restores the newest valid step: (step, state, metadata), or None.
+
+    Steps that fail to restore are set aside (see the module docstring) and
+    the next older one is tried. Raises CheckpointError if steps exist but
+    none restores.
+    """
+    steps = self.all_steps()
+    for step in reversed(steps):
+      try:
+        state, metadata = self.restore(step, init)
+      except IncompatibleCheckpointError:
+        raise
+      except CheckpointError as e:
+        self._set_aside(str(step), str(e))
+        continue
+      return step, state, metadata
+    if steps:
+      raise CheckpointError(
+          f"none of the checkpoints {steps} in {self.directory} restores; "
+          f"they are in {self.damaged_directory}")
+    return None
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
+
+
+def _uncommitted(x: Any) -> jax.Array:
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(jnp.asarray(np.asarray(
+        jax.random.key_data(x))), impl=jax.random.key_impl(x))
+  return jnp.asarray(np.asarray(x))
+
+
+def _describe(e: BaseException) -> str:
+  text = f"{type(e).__name__}: {e}"
+  cause = e.__cause__ or e.__context__
+  if cause is not None and str(cause) not in text:
+    text += f" (caused by {type(cause).__name__}: {cause})"
+  return text if len(text) < 600 else text[:600] + " ..."
+
+
+# -- the label file ----------------------------------------------------------
+
+LABELS_FORMAT = "rrm.labels.v1"
+
+
+class LabelsFileError(ValueError):
+  """A labels file is missing, unreadable, or does not fit the run."""
 
 
 def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
-                  path: str) -> None:
+                  path: str, env_name: str = "") -> None:
   """Writes the stored labels to `path` (.npz), atomically.
 
   Schema (N = labels stored, L = segment length):
-    first_observation, second_observation            [N, L, obs_size]
+    format                                           [] str, "rrm.labels.v1"
+    env                                              [] str, env name
+    first_observation, second_observation            [N, L, obs_size] float32
     first_action, second_action                      [N, L, action_size]
     first_next_observation, second_next_observation  [N, L, obs_size]
+      (the step's outcome, before any auto-reset)
     first_true_reward, second_true_reward            [N, L]  (hidden rewards)
-    label      [N] float, P(second preferred): 0, 0.5 or 1
-    iteration  [N] int32, iteration that asked (-1: initial batch)
-    spent      [] int32, labels paid for
+    label      [N] float32, P(second preferred): 0, 0.5 or 1
+    iteration  [N] int32, iteration that asked (-1: initial batch,
+               -2: imported from another labels file)
+    spent      [] int32, labels this run paid for (imported extra labels are
+               stored but not paid for, so spent may be < N)
     teacher_<field>  [] teacher parameters (beta, equal_threshold, ...)
   """
   dataset = jax.device_get(dataset)
   n = int(dataset.count)
-  arrays = {"label": dataset.label[:n], "iteration": dataset.iteration[:n],
+  arrays = {"format": np.asarray(LABELS_FORMAT), "env": np.asarray(env_name),
+            "label": np.asarray(dataset.label)[:n],
+            "iteration": np.asarray(dataset.iteration)[:n],
             "spent": np.asarray(dataset.spent)}
   for side in ("first", "second"):
     segs = getattr(dataset, side)
     for field in segs._fields:
       arrays[f"{side}_{field}"] = np.asarray(getattr(segs, field))[:n]
-  for field, value in vars(jax.device_get(teacher)).items():
-    arrays[f"teacher_{field}"] = np.asarray(value)
+  for field in dataclasses.fields(teacher):
+    arrays[f"teacher_{field.name}"] = np.asarray(
+        jax.device_get(getattr(teacher, field.name)))
   tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
+  with open(tmp, "wb") as f:
+    np.savez(f, **arrays)
+    f.flush()
+    os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelFile:
+  """A labels file read back: N labelled pairs and where they came from."""
+  path: str
+  env: str
+  first: rrm_segments.Segments  # [N, L, ...] numpy
+  second: rrm_segments.Segments
+  label: np.ndarray  # [N] float32
+  iteration: np.ndarray  # [N] int32
+  teacher: dict[str, float]
+
+  @property
+  def size(self) -> int:
+    return int(self.label.shape[0])
+
+  @property
+  def segment_length(self) -> int:
+    return int(self.first.true_reward.shape[1])
+
+  @property
+  def observation_size(self) -> int:
+    return int(self.first.observation.shape[-1])
+
+  @property
+  def action_size(self) -> int:
+    return int(self.first.action.shape[-1])
+
+
+def load_labels(path: str) -> LabelFile:
+  """Reads and checks a labels file written by `export_labels`."""
+  if not os.path.isfile(path):
+    raise LabelsFileError(f"labels file {path} does not exist")
+  try:
+    data = np.load(path, allow_pickle=False)
+    arrays = {k: data[k] for k in data.files}
+  except Exception as e:  # pylint: disable=broad-except
+    raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
+  fmt = str(arrays.get("format", ""))
+  if fmt != LABELS_FORMAT:
+    raise LabelsFileError(
+        f"{path} is not an rrm labels file (format {fmt!r}, expected "
+        f"{LABELS_FORMAT!r})")
+  fields = rrm_segments.Segments._fields
+  missing = [k for k in ["label", "iteration"] + [
+      f"{s}_{f}" for s in ("first", "second") for f in fields]
+             if k not in arrays]
+  if missing:
+    raise LabelsFileError(f"labels file {path} lacks {', '.join(missing)}")
+  label = arrays["label"].astype(np.float32)
+  n = label.shape[0]
+  sides = {}
+  for side in ("first", "second"):
+    segs = rrm_segments.Segments(*[
+        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
+    for f, a in zip(fields, segs):
+      want_ndim = 2 if f == "true_reward" else 3
+      if a.ndim != want_ndim or a.shape[0] != n:
+        raise LabelsFileError(
+            f"labels file {path}: {side}_{f} has shape {a.shape}, expected "
+            f"{want_ndim} dims with {n} rows")
+      if not np.all(np.isfinite(a)):
+        raise LabelsFileError(f"labels file {path}: {side}_{f} holds "
+                              "non-finite values")
+    sides[side] = segs
+  if sides["first"].observation.shape != sides["second"].observation.shape:
+    raise LabelsFileError(f"labels file {path}: first and second segments "
+                          "differ in shape")
+  if not np.all(np.isin(label, (0.0, 0.5, 1.0))):
+    raise LabelsFileError(f"labels file {path}: labels must be 0, 0.5 or 1")
+  teacher = {k[len("teacher_"):]: float(v) for k, v in arrays.items()
+             if k.startswith("teacher_")}
+  return LabelFile(path=path, env=str(arrays.get("env", "")),
+                   first=sides["first"], second=sides["second"], label=label,
+                   iteration=arrays["iteration"].astype(np.int32),
+                   teacher=teacher)

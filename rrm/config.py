@@ -89,6 +89,12 @@ class FeedbackConfig:
   round_every: int
   query_selector: str
   oversample: int
+  # Labels imported from an earlier run's labels.npz ('' for none): they fill
+  # the front of the label dataset before the initial batch is asked for.
+  warm_start_labels: str
+  # False: the imported labels count against `budget` (and replace as much
+  # of the initial batch); True: they are extra, on top of the budget.
+  warm_start_extra: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +300,8 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       query_selector=_choice("feedback.query_selector", f.query_selector,
                              QUERY_SELECTORS),
       oversample=_positive_int("feedback.oversample", f.oversample),
+      warm_start_labels=str(f.get("warm_start_labels", "") or ""),
+      warm_start_extra=bool(f.get("warm_start_extra", False)),
   )
   o = _section(cd, "oracle")
   oracle = OracleConfig(
@@ -347,6 +355,11 @@ def _check_consistency(config: TrainConfig) -> None:
     _fail("feedback.pool_size", fb.pool_size,
           "must be >= 2: a query compares two segments")
   if not config.learned_reward:
+    if fb.warm_start_labels:
+      raise ConfigError(
+          f"config.feedback.warm_start_labels={fb.warm_start_labels!r} with "
+          "config.reward.source='true': a true-reward run has no reward model "
+          "to warm-start.")
     return
   if fb.initial_labels > fb.budget:
     raise ConfigError(

@@ -89,3 +89,28 @@ def labels_due(iteration: jax.Array, spent: jax.Array, budget: int,
   remaining = jnp.maximum(budget - spent, 0)
   return jnp.where(is_round, jnp.minimum(remaining, labels_per_round),
                    0).astype(jnp.int32)
+
+
+def import_labels(dataset: LabelDataset, first: rrm_segments.Segments,
+                  second: rrm_segments.Segments, label: jax.Array,
+                  counted: bool) -> LabelDataset:
+  """Puts N labels from an earlier run at the front of an empty dataset.
+
+  Args:
+    dataset: an empty dataset with capacity >= N.
+    first, second: [N, L, ...] segments; label: [N].
+    counted: True if the imported labels count against this run's budget
+      (`spent` = N), False if they are extra (stored, `spent` stays 0; the
+      dataset's capacity must then be budget + N).
+
+  Imported labels carry iteration stamp -2.
+  """
+  n = label.shape[0]
+  put = lambda buf, new: buf.at[:n].set(new.astype(buf.dtype))
+  return dataset.replace(
+      first=jax.tree.map(put, dataset.first, first),
+      second=jax.tree.map(put, dataset.second, second),
+      label=put(dataset.label, label),
+      iteration=dataset.iteration.at[:n].set(-2),
+      count=jnp.int32(n),
+      spent=jnp.int32(n if counted else 0))

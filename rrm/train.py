@@ -22,10 +22,13 @@ never starts from an untrained reward.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import time
 from typing import Any, Callable, NamedTuple
 
+from absl import logging
 from brax import envs as brax_envs
 from brax.training import acting
 from brax.training import types as brax_types
@@ -33,6 +36,7 @@ from brax.training.agents.ppo import networks as ppo_networks
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from rrm import checkpoint as rrm_checkpoint
@@ -67,16 +71,41 @@ class TrainState:
   teacher: rrm_oracle.TeacherParams
   env: brax_envs.State
   episodes: EpisodeStats
+  key: jax.Array  # typed PRNG key of the run; iteration i uses fold_in(key, i)
   iteration: jax.Array  # int32 scalar, iterations completed
 
 
 class Train(NamedTuple):
-  """What `make_train` builds. `init` and `iteration` are jitted."""
+  """What `make_train` builds.
+
+  `init(seed_key)` (jitted) makes the state before the first iteration;
+  `iteration(state)` (jitted, donates `state`) is one iteration, its
+  randomness drawn from the state's own key; `evaluate(state, key)` (jitted)
+  is the true-reward evaluation. `run_keys(seed)` gives the keys `run` uses.
+  """
   config: rrm_config.TrainConfig
   init: Callable[[jax.Array], TrainState]
-  iteration: Callable[[TrainState, jax.Array], tuple[TrainState, dict]]
+  iteration: Callable[[TrainState], tuple[TrainState, dict]]
   evaluate: Callable[[TrainState, jax.Array], dict[str, jax.Array]]
   envs: rrm_envs.Envs
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(key for `init`, key whose fold_in(., iteration) seeds evaluations)."""
+  seed_key = jax.random.key(seed)
+  return seed_key, jax.random.split(seed_key, 3)[2]
+
+
+def _as_typed_key(key: jax.Array) -> jax.Array:
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key
+  return jax.random.wrap_key_data(key)
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def _update_episode_stats(stats: EpisodeStats, true_reward: jax.Array,
@@ -138,18 +167,64 @@ def _strip_weak_types(tree):
   `iteration`; without this the second call of `iteration` would compile
   again (brax's trainer does the same).
   """
-  return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype),
-                      tree)
+
+  def strong(x):
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x.astype(
+        x.dtype)
+
+  return jax.tree.map(strong, tree)
+
+
+def _load_warm_start(config: rrm_config.TrainConfig,
+                     envs: rrm_envs.Envs) -> rrm_checkpoint.LabelFile | None:
+  """Reads `feedback.warm_start_labels` and checks that it fits the run."""
+  fb = config.feedback
+  if not fb.warm_start_labels:
+    return None
+  lf = rrm_checkpoint.load_labels(fb.warm_start_labels)
+  where = f"labels file {fb.warm_start_labels}"
+  if lf.env and lf.env != config.env.name:
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} holds labels of env {lf.env!r}, this run trains "
+        f"{config.env.name!r}")
+  if lf.size and (lf.observation_size, lf.action_size) != (
+      envs.observation_size, envs.action_size):
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} has observations of size {lf.observation_size} and actions "
+        f"of size {lf.action_size}; env {config.env.name!r} has "
+        f"{envs.observation_size} and {envs.action_size}")
+  if lf.size and lf.segment_length != fb.segment_length:
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} holds segments of length {lf.segment_length}; "
+        f"config.feedback.segment_length={fb.segment_length}")
+  if not fb.warm_start_extra and lf.size > fb.budget:
+    raise rrm_config.ConfigError(
+        f"{where} holds {lf.size} labels, more than config.feedback.budget="
+        f"{fb.budget} they are counted against; raise the budget or declare "
+        "them extra (config.feedback.warm_start_extra=True, --labels_extra)")
+  return lf
 
 
 def make_train(config: rrm_config.TrainConfig) -> Train:
-  """Builds the jitted `init` and `iteration` of a run (compiled lazily)."""
+  """Builds the jitted `init` and `iteration` of a run (compiled lazily).
+
+  Raises ConfigError / LabelsFileError (before anything compiles) when a
+  warm-start labels file does not fit the config.
+  """
   envs = rrm_envs.make_envs(config.env)
   obs_size, act_size = envs.observation_size, envs.action_size
   num_envs = config.env.num_envs
   steps = config.steps_per_env_per_iteration
   fb, rc = config.feedback, config.reward
   learned = config.learned_reward
+  warm = _load_warm_start(config, envs) if learned else None
+  num_warm = warm.size if warm else 0
+  # Extra imported labels are stored on top of the budget.
+  label_capacity = fb.budget + (num_warm if fb.warm_start_extra else 0)
+  # Counted imported labels replace as much of the initial batch.
+  initial_to_ask = (fb.initial_labels if fb.warm_start_extra
+                    else max(0, fb.initial_labels - num_warm))
 
   networks = rrm_ppo.make_networks(config.ppo, obs_size, act_size)
   policy_optimizer = rrm_ppo.make_optimizer(config.ppo)
@@ -165,7 +240,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       model, reward_optimizer, rc.batch_size, rc.initial_num_steps,
       rc.heldout_every)
   select = rrm_queries.make_selector(fb.query_selector, fb.oversample)
-  heldout = rrm_reward.heldout_mask(fb.budget, rc.heldout_every)
+  heldout = rrm_reward.heldout_mask(label_capacity, rc.heldout_every)
 
   def ask_teacher(state_pool, returns, labels, teacher, num_queries,
                   num_active, iteration, key):
@@ -188,14 +263,20 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     return jax.random.uniform(key, obs.shape[:-1] + (act_size,), minval=-1.0,
                               maxval=1.0), {}
 
-  def init(key: jax.Array) -> TrainState:
+  def init(seed_key: jax.Array, warm_labels) -> TrainState:
+    key, key_run, _ = jax.random.split(_as_typed_key(seed_key), 3)
+    # Brax's envs and acting take raw uint32 keys; the state keeps a typed one.
+    key = jax.random.key_data(key)
     (key_env, key_policy, key_reward, key_rollout, key_pool, key_ask,
      key_fit) = jax.random.split(key, 7)
     env_state = envs.train.reset(jax.random.split(key_env, num_envs))
     pool = rrm_segments.init_pool(fb.pool_size, fb.segment_length, obs_size,
                                   act_size)
-    labels = rrm_feedback.init_labels(fb.budget, fb.segment_length, obs_size,
-                                      act_size)
+    labels = rrm_feedback.init_labels(label_capacity, fb.segment_length,
+                                      obs_size, act_size)
+    if warm_labels is not None:
+      labels = rrm_feedback.import_labels(labels, *warm_labels,
+                                          counted=not fb.warm_start_extra)
     reward = rrm_reward.init_reward_state(model, reward_optimizer, key_reward,
                                           rc.ensemble_size)
     teacher = rrm_oracle.make_teacher(config.oracle.beta,
@@ -216,8 +297,9 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       returns = rrm_reward.member_returns(model, reward.params,
                                           reward.input_normalizer,
                                           pool.segments)
-      labels = ask_teacher(pool, returns, labels, teacher, fb.initial_labels,
-                           fb.initial_labels, jnp.int32(-1), key_ask)
+      if initial_to_ask:
+        labels = ask_teacher(pool, returns, labels, teacher, initial_to_ask,
+                             initial_to_ask, jnp.int32(-1), key_ask)
       reward, _ = initial_reward_update(reward, labels, key_fit)
       reward = rrm_reward.refit_normalizer(model, reward, labels,
                                            rc.uncertainty_penalty)
@@ -229,10 +311,10 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
         env=env_state,
         episodes=EpisodeStats(zeros, zeros, zeros, zeros,
                               jnp.zeros((num_envs,), jnp.int32)),
-        iteration=jnp.zeros((), jnp.int32)))
+        key=key_run, iteration=jnp.zeros((), jnp.int32)))
 
-  def iteration(state: TrainState,
-                key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+  def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    key = jax.random.key_data(jax.random.fold_in(state.key, state.iteration))
     key_rollout, key_ppo, key_pool, key_ask, key_fit = jax.random.split(key, 5)
     policy = make_policy(rrm_ppo.inference_params(state.policy))
     env_state, data = acting.generate_unroll(
@@ -303,6 +385,11 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
           "oracle/labels": labels.spent,
           "oracle/labels_this_iteration": due,
       })
+    # Non-finite parameters, optimiser states or normalisers (1.0 = some).
+    metrics["health/nonfinite_policy"] = 1.0 - _all_finite(
+        policy_state).astype(jnp.float32)
+    metrics["health/nonfinite_reward_model"] = 1.0 - _all_finite(
+        reward_state).astype(jnp.float32)
     new_state = state.replace(
         policy=policy_state, reward=reward_state, pool=pool, labels=labels,
         env=env_state, episodes=episodes, iteration=state.iteration + 1)
@@ -316,6 +403,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     A pure function of (state, key), so evaluations repeat exactly after a
     resume (brax's acting.Evaluator keeps its RNG inside the object).
     """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+      key = jax.random.key_data(key)  # brax takes raw keys
     key_reset, key_unroll = jax.random.split(key)
     env_state = eval_env.reset(
         jax.random.split(key_reset, config.env.num_eval_envs))
@@ -330,7 +419,17 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
             "eval/true_return_std": jnp.std(returns),
             "eval/episode_length": jnp.mean(m.episode_steps)}
 
-  return Train(config=config, init=jax.jit(init),
+  init_jit = jax.jit(init)
+  warm_arrays = None if warm is None else jax.tree.map(
+      jnp.asarray, (warm.first, warm.second, warm.label))
+
+  def init_with_labels(seed_key: jax.Array) -> TrainState:
+    # Imported labels enter as an argument, not as constants of the program.
+    # Typed keys only, so raw and typed callers share one compiled program.
+    return init_jit(_as_typed_key(seed_key), warm_arrays)
+
+  init_with_labels._cache_size = init_jit._cache_size  # pylint: disable=protected-access
+  return Train(config=config, init=init_with_labels,
                iteration=jax.jit(iteration, donate_argnums=0),
                evaluate=jax.jit(evaluate), envs=envs)
 
@@ -338,6 +437,10 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
 # Fields a resumed run may change; any other difference is refused.
 RESUMABLE_CHANGES = ("num_iterations", "eval_every", "checkpoint_every",
                      "keep_checkpoints", "log")
+
+
+class WorkdirError(OSError):
+  """The workdir cannot be written (permissions, a full disk, ...)."""
 
 
 def _config_differences(saved: dict[str, Any], now: dict[str, Any],
@@ -359,116 +462,304 @@ def _truncate_metrics(path: str, last_iteration: int) -> None:
   """Drops metric lines after `last_iteration` (written after the checkpoint)."""
   if not os.path.exists(path):
     return
-  lines = rrm_logging.read_metrics(path)
+  with open(path) as f:
+    lines = f.readlines()
   with open(path + ".tmp", "w") as f:
-    for m in lines:
+    for line in lines:
+      try:
+        m = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # a line cut short by a kill
       if m["iteration"] <= last_iteration:
         f.write(json.dumps(m, sort_keys=True) + "\n")
   os.replace(path + ".tmp", path)
 
 
+def nonfinite_problem(metrics: dict[str, float],
+                      config: rrm_config.TrainConfig) -> str | None:
+  """Names what is not finite in one iteration's metrics, or None.
+
+  Checked: the rollout's observations (a diverged simulation), PPO's losses
+  and KL, the true and learned rewards of the rollout, the reward-model loss
+  (in iterations with new labels; without, it is nan by design), and the
+  health flags for non-finite parameters, optimiser states or normalisers.
+  """
+  if metrics.get("rollout/nonfinite_fraction", 0.0) > 0:
+    return (f"{metrics['rollout/nonfinite_fraction']:.1%} of the rollout's "
+            f"observations are not finite (rollout/nonfinite_fraction): the "
+            f"physics of env {config.env.name!r} diverged on backend "
+            f"{config.env.backend!r}. Choose a more stable backend "
+            "(config.env.backend: positional or mjx); with fixed_horizon the "
+            "env runs on in states the standard task never reaches")
+  bad = []
+  for k, v in metrics.items():
+    if (k.startswith("ppo/") or k in ("rollout/true_reward",
+                                      "rollout/learned_reward")):
+      if not math.isfinite(v):
+        bad.append(f"{k}={v}")
+  if metrics.get("oracle/labels_this_iteration", 0) > 0:
+    for k in ("reward/loss", "reward/train_accuracy"):
+      if k in metrics and not math.isfinite(metrics[k]):
+        bad.append(f"{k}={metrics[k]}")
+  if metrics.get("health/nonfinite_policy", 0.0):
+    bad.append("health/nonfinite_policy (policy parameters, optimiser state "
+               "or observation normaliser)")
+  if metrics.get("health/nonfinite_reward_model", 0.0):
+    bad.append("health/nonfinite_reward_model (reward-model parameters, "
+               "optimiser state or normalisers)")
+  return ("non-finite " + ", ".join(bad)) if bad else None
+
+
+def _check_writable(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".rrm-write-probe-{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"workdir {workdir} is not writable: "
+                       f"{e.strerror or e}") from e
+
+
+def _holds_run(workdir: str) -> bool:
+  return any(os.path.exists(os.path.join(workdir, name)) and (
+      not os.path.isdir(os.path.join(workdir, name))
+      or os.listdir(os.path.join(workdir, name)))
+             for name in ("metrics.jsonl", "checkpoints", "labels.npz"))
+
+
+def _stamp() -> str:
+  return time.strftime("%Y%m%d_%H%M%S")
+
+
+def _discard_run(workdir: str) -> str | None:
+  """Removes a previous run's outputs; its labels are kept. Returns their path."""
+  kept = None
+  labels = os.path.join(workdir, "labels.npz")
+  if os.path.exists(labels):
+    kept = os.path.join(workdir, f"labels.discarded_{_stamp()}.npz")
+    os.replace(labels, kept)
+  for name in ("checkpoints", "checkpoints_damaged", "tensorboard"):
+    shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+  for name in ("metrics.jsonl", "config.json"):
+    if os.path.exists(os.path.join(workdir, name)):
+      os.remove(os.path.join(workdir, name))
+  return kept
+
+
+def _keep_unsaved_labels(workdir: str, restored_count: int,
+                         step: int) -> str | None:
+  """Sets aside a labels.npz that holds labels the restored state lacks.
+
+  That happens when a run stopped on non-finite values (its labels are
+  exported even though its state is not saved) or lost its latest
+  checkpoint. The next export would overwrite them; they are kept instead.
+  """
+  path = os.path.join(workdir, "labels.npz")
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path) as data:
+      count = int(data["label"].shape[0])
+  except Exception:  # pylint: disable=broad-except
+    count = restored_count + 1  # unreadable: keep it to be safe
+  if count <= restored_count:
+    return None
+  kept = os.path.join(workdir, f"labels.after_{step}_{_stamp()}.npz")
+  os.replace(path, kept)
+  logging.warning(
+      "%s holds %d labels, the checkpoint restored (iteration %d) %d; they "
+      "are kept as %s (warm-start a run from them with --labels)", path,
+      count, step, restored_count, kept)
+  return kept
+
+
 def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         progress: Callable[[str], None] | None = print,
-        train: Train | None = None) -> dict[str, Any]:
+        train: Train | None = None,
+        stop: Callable[[], str | None] | None = None,
+        fresh: bool = False, overwrite: bool = False) -> dict[str, Any]:
   """Trains for `config.num_iterations`, evaluating every `eval_every`.
 
   With a `workdir`: writes `config.json`, `metrics.jsonl` (and TensorBoard
-  events if asked), and every `checkpoint_every` iterations and at the end a
-  checkpoint of the complete state (`checkpoints/`) with the labels exported
-  to `labels.npz`. A workdir that holds a checkpoint is resumed from its
-  latest one (bit-exactly on CPU); its config must match the saved one except
-  for `RESUMABLE_CHANGES`. `train`, if given, is a `make_train(config)` to
-  reuse. Returns {"state", "metrics" (this call's list), "final", "train"}.
+  events if asked), and every `checkpoint_every` iterations, at the end and
+  when `stop()` returns a reason, a checkpoint of the complete state
+  (`checkpoints/`) with the labels exported to `labels.npz`.
+
+  A workdir that holds a checkpoint is resumed from its latest valid one
+  (bit-exactly on CPU; damaged ones are set aside, see rrm.checkpoint); its
+  config must match the saved one except for `RESUMABLE_CHANGES`. With
+  `fresh`, a workdir that holds a run is refused unless `overwrite` is also
+  set, which removes that run's outputs but keeps its labels
+  (`labels.discarded_<time>.npz`).
+
+  `stop` (e.g. rrm.preemption.StopOnSignals) is polled after every
+  iteration: when it returns a reason, the run saves a checkpoint, waits for
+  it and returns early with `"stopped"` set to that reason.
+
+  A non-finite observation, loss, reward, parameter or optimiser state stops
+  the run with FloatingPointError naming the iteration and the metric; the
+  failing state is not saved (the last good checkpoint stays the latest), but
+  its labels are exported to labels.npz, so none is lost.
+
+  `train`, if given, is a `make_train(config)` to reuse. Returns {"state",
+  "metrics" (this call's list), "final", "train", "stopped", "iteration"}.
   """
   if train is None:
     train = make_train(config)
   elif _config_differences(rrm_config.to_dict(train.config),
                            rrm_config.to_dict(config)):
     raise ValueError("`train` was built for another config")
-  key_init, key_run, key_eval = jax.random.split(
-      jax.random.PRNGKey(config.seed), 3)
+  seed_key, key_eval = run_keys(config.seed)
   t_start = time.time()
   writer, checkpointer, state, start = None, None, None, 0
+  metrics_path = labels_path = None
+  last_saved = None  # iteration of the latest checkpoint on disk
   if workdir is not None:
-    os.makedirs(workdir, exist_ok=True)
+    _check_writable(workdir)
     config_path = os.path.join(workdir, "config.json")
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    labels_path = os.path.join(workdir, "labels.npz")
+    if fresh and _holds_run(workdir):
+      if not overwrite:
+        raise FileExistsError(
+            f"{workdir} already holds a run; starting afresh would discard "
+            "it. Add --overwrite to do so (its labels are kept), or drop "
+            "--fresh to resume it.")
+      kept = _discard_run(workdir)
+      logging.warning("discarded the run in %s%s", workdir,
+                      f"; its labels are kept as {kept}" if kept else "")
     if config.checkpoint_every:
       checkpointer = rrm_checkpoint.Checkpointer(
           os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
       step = checkpointer.latest_step()
       if step is not None:
-        with open(config_path) as f:
-          diffs = _config_differences(json.load(f), rrm_config.to_dict(config))
+        saved = None
+        if os.path.exists(config_path):
+          with open(config_path) as f:
+            saved = json.load(f)
+        else:
+          saved = checkpointer.metadata(step).get("config", {})
+        diffs = _config_differences(saved, rrm_config.to_dict(config))
         if diffs:
           raise rrm_config.ConfigError(
               f"{workdir} holds a run with another config; a resumed run may "
               f"change only {', '.join(RESUMABLE_CHANGES)}. Differences:\n  "
               + "\n  ".join(diffs))
-        state, _ = checkpointer.restore(step, train.init)
-        start = step
-        _truncate_metrics(metrics_path, step)
-        if progress:
-          progress(f"resumed from {workdir}/checkpoints at iteration {step}")
-    if start == 0 and os.path.exists(metrics_path):
+        restored = checkpointer.restore_latest(train.init)
+        if restored is not None:
+          start, state, _ = restored
+          last_saved = start
+          _truncate_metrics(metrics_path, start)
+          _keep_unsaved_labels(workdir, int(state.labels.count), start)
+          if progress:
+            progress(f"resumed from {checkpointer.directory} at iteration "
+                     f"{start}")
+    if state is None and os.path.exists(metrics_path):
       raise FileExistsError(
           f"{workdir} already holds a run (metrics.jsonl) without a "
-          "checkpoint to resume from; choose a new workdir.")
+          "checkpoint to resume from; choose a new workdir, or start afresh "
+          "with --fresh --overwrite.")
     with open(config_path, "w") as f:
       json.dump(rrm_config.to_dict(config), f, indent=2, sort_keys=True)
     writer = rrm_logging.MetricWriter(workdir,
                                       tensorboard=config.log.tensorboard)
 
-  if state is None:
-    state = train.init(key_init)
-  history = []
-  t_loop = time.time()
-  if progress and start == 0:
-    initial = config.feedback.initial_labels if config.learned_reward else 0
-    progress(f"init (compile + {initial} initial labels): "
-             f"{t_loop - t_start:.1f}s")
-  for i in range(start, config.num_iterations):
-    state, metrics = train.iteration(state, jax.random.fold_in(key_run, i))
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if metrics["rollout/nonfinite_fraction"] > 0:
-      raise FloatingPointError(
-          f"iteration {i + 1}: {metrics['rollout/nonfinite_fraction']:.1%} of "
-          f"the rollout's observations are not finite: the physics of env "
-          f"{config.env.name!r} diverged on backend {config.env.backend!r}. "
-          "Choose a more stable backend (config.env.backend: positional or "
-          "mjx); with fixed_horizon the env runs on in states the standard "
-          "task never reaches.")
-    it = i + 1
-    now = time.time()
-    metrics.update({
-        "iteration": it,
-        "env_steps": it * config.env_steps_per_iteration,
-        "time/elapsed_s": now - t_start,
-        "time/steps_per_s": ((it - start) * config.env_steps_per_iteration
-                             / (now - t_loop)),
-    })
-    if it % config.eval_every == 0 or it == config.num_iterations:
-      metrics.update({k: float(v) for k, v in jax.device_get(train.evaluate(
-          state, jax.random.fold_in(key_eval, it))).items()})
-    history.append(metrics)
+  def save(it: int, state: TrainState) -> None:
+    nonlocal last_saved
+    host_state = jax.device_get(state)  # the next iteration donates state
+    checkpointer.save(it, host_state, {
+        "iteration": it, "labels_spent": int(host_state.labels.spent),
+        "config": rrm_config.to_dict(config)})
+    if config.learned_reward:
+      rrm_checkpoint.export_labels(host_state.labels, host_state.teacher,
+                                   labels_path, config.env.name)
+    last_saved = it
+
+  history, stopped, it, completed = [], None, start, False
+  try:
+    if state is None:
+      state = train.init(seed_key)
+    t_loop = time.time()
+    if progress and start == 0:
+      initial = config.feedback.initial_labels if config.learned_reward else 0
+      progress(f"init (compile + {initial} initial labels): "
+               f"{t_loop - t_start:.1f}s")
+    if stop and stop():
+      stopped = stop()
+      if checkpointer and last_saved != start:
+        save(start, state)
+    first = config.num_iterations if stopped else start
+    for i in range(first, config.num_iterations):
+      state, metrics = train.iteration(state)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      it = i + 1
+      now = time.time()
+      metrics.update({
+          "iteration": it,
+          "env_steps": it * config.env_steps_per_iteration,
+          "time/elapsed_s": now - t_start,
+          "time/steps_per_s": ((it - start) * config.env_steps_per_iteration
+                               / (now - t_loop)),
+      })
+      problem = nonfinite_problem(metrics, config)
+      if problem:
+        if writer:
+          writer.write(metrics)  # for diagnosis; a resume truncates it
+        kept = ""
+        if labels_path and config.learned_reward:
+          rrm_checkpoint.export_labels(state.labels, state.teacher,
+                                       labels_path, config.env.name)
+          kept = f" Its labels are exported to {labels_path}."
+        where = (f"the last good checkpoint (iteration {last_saved}) in "
+                 f"{checkpointer.directory} is intact" if last_saved is not None
+                 else "no checkpoint was saved before it")
+        raise FloatingPointError(
+            f"iteration {it}: {problem}. The run stopped without saving this "
+            f"state; {where}.{kept}")
+      if it % config.eval_every == 0 or it == config.num_iterations:
+        metrics.update({k: float(v) for k, v in jax.device_get(train.evaluate(
+            state, jax.random.fold_in(key_eval, it))).items()})
+      history.append(metrics)
+      if writer:
+        writer.write(metrics)
+      requested = stop() if stop else None
+      if checkpointer and (it % config.checkpoint_every == 0
+                           or it == config.num_iterations or requested):
+        save(it, state)
+      if progress and (it % config.log.print_every == 0
+                       or it == config.num_iterations):
+        progress(rrm_logging.progress_line(metrics, config.num_iterations,
+                                           t_loop, start))
+      if requested:
+        stopped = requested
+        break
+    completed = True
+  except OSError as e:
+    if isinstance(e, WorkdirError):
+      raise
+    raise WorkdirError(
+        f"writing to {workdir} failed at iteration {it}: {e}. "
+        + (f"The last complete checkpoint is iteration {last_saved}."
+           if last_saved is not None else "No checkpoint was completed.")
+    ) from e
+  finally:
     if writer:
-      writer.write(metrics)
-    if checkpointer and (it % config.checkpoint_every == 0
-                         or it == config.num_iterations):
-      host_state = jax.device_get(state)  # the next iteration donates state
-      checkpointer.save(it, host_state, {
-          "iteration": it, "labels_spent": int(host_state.labels.spent),
-          "config": rrm_config.to_dict(config)})
-      if config.learned_reward:
-        rrm_checkpoint.export_labels(host_state.labels, host_state.teacher,
-                                     os.path.join(workdir, "labels.npz"))
-    if progress and (it % config.log.print_every == 0
-                     or it == config.num_iterations):
-      progress(rrm_logging.progress_line(metrics, config.num_iterations,
-                                         t_loop, start))
-  if writer:
-    writer.close()
-  if checkpointer:
-    checkpointer.close()
+      writer.close()
+    if checkpointer:
+      try:
+        checkpointer.close()
+      except rrm_checkpoint.CheckpointError:
+        if completed:
+          raise
+        logging.exception("while stopping on an error, a checkpoint save "
+                          "failed too")
+  if stopped and progress:
+    progress(f"stopped ({stopped}) after iteration {it}: "
+             + (f"checkpoint saved in {checkpointer.directory}; launch the same "
+                "command again to resume" if checkpointer else
+                "no checkpoint (checkpoint_every=0)"))
   return {"state": state, "metrics": history,
-          "final": history[-1] if history else None, "train": train}
+          "final": history[-1] if history else None, "train": train,
+          "stopped": stopped, "iteration": it}

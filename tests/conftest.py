@@ -1,9 +1,65 @@
 """Shared test setup: CPU only, repo root importable (experiments/, launch/)."""
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+# One persistent compilation cache for the session, shared with the
+# launcher subprocesses some tests start (`launcher_env`): a program compiled
+# in-process is loaded, not recompiled, by a subprocess running the same
+# config. It lives in a temporary directory: tests never touch the user's.
+_CACHE = tempfile.mkdtemp(prefix="rrm-test-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+
+def _enable_cache():
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_compilation_cache_dir", _CACHE)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+_enable_cache()
+
+
+def launcher_env(**extra):
+  """Environment for `python -m launch.*` subprocesses: the session cache."""
+  return {**os.environ, "RRM_COMPILATION_CACHE": _CACHE, **extra}
+
+
+def assert_trees_equal(a, b):
+  """Same structure, dtypes and bit-identical leaves (typed keys included)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+
+  def host(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return np.asarray(jax.random.key_data(x))
+    return np.asarray(x)
+
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    assert x.dtype == y.dtype
+    np.testing.assert_array_equal(host(x), host(y))
+
+
+@pytest.fixture(scope="session")
+def smoke():
+  """The inverted_pendulum smoke `Train`, compiled once for the whole session.
+
+  CPU compiles dominate the suite's time; every test that can runs on this
+  one (tests that change shapes build their own).
+  """
+  from experiments.configs import inverted_pendulum  # pylint: disable=g-import-not-at-top
+  from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
+  from rrm import train as rrm_train  # pylint: disable=g-import-not-at-top
+  config = rrm_config.from_config_dict(inverted_pendulum.get_config("smoke"))
+  return rrm_train.make_train(config)

@@ -127,3 +127,39 @@ def test_launcher_refuses_bad_config_before_compiling(tmp_path):
        "--config.reward.ensemble=3", f"--workdir={tmp_path}/w"],
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "ensemble" in proc.stderr
+
+
+@pytest.mark.parametrize("source, overrides, message", [
+    ("def get_config(:\n  pass\n", [], "SyntaxError in"),
+    ("def get_config():\n  return 1 / 0\n", [], "ZeroDivisionError"),
+    (None, [], "No such file or directory"),
+    ("from experiments.configs.inverted_pendulum import get_config\n",
+     ["--config.feedback.no_such_field=1"], "no config field 'no_such_field'"),
+])
+def test_launcher_reports_an_unparsable_config_without_traceback(
+    tmp_path, source, overrides, message):
+  path = tmp_path / "cfg.py"
+  if source is not None:
+    path.write_text(source)
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train", f"--config={path}", *overrides,
+       f"--workdir={tmp_path}/w"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "error: could not parse the config" in proc.stderr
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_launcher_reports_an_unwritable_workdir(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       f"--config={ROOT}/experiments/configs/inverted_pendulum.py:smoke",
+       f"--workdir={blocker}/run"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+  assert proc.returncode == 1
+  assert f"error: workdir {blocker}/run is not writable" in proc.stderr
+  assert "Traceback" not in proc.stderr

@@ -1,6 +1,6 @@
 """The jitted iteration: determinism, no recompilation, learning, the host loop.
 
-One smoke `Train` is compiled per module and shared: CPU compiles dominate.
+The smoke `Train` (conftest) is compiled once per session: CPU compiles dominate.
 """
 
 import json
@@ -11,15 +11,11 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import assert_trees_equal
+
 from experiments.configs import inverted_pendulum
 from rrm import config as rrm_config
 from rrm import train as rrm_train
-
-
-@pytest.fixture(scope="module")
-def smoke():
-  config = rrm_config.from_config_dict(inverted_pendulum.get_config("smoke"))
-  return rrm_train.make_train(config)
 
 
 def _run(train, seed, iterations):
@@ -27,7 +23,7 @@ def _run(train, seed, iterations):
   state = train.init(key)
   history = []
   for i in range(iterations):
-    state, metrics = train.iteration(state, jax.random.fold_in(key, i))
+    state, metrics = train.iteration(state)
     history.append({k: float(v) for k, v in jax.device_get(metrics).items()})
   return state, history
 
@@ -37,8 +33,7 @@ def test_same_seed_same_run_other_seed_differs(smoke):
   state_b, hist_b = _run(smoke, 0, 2)
   _, hist_c = _run(smoke, 1, 2)
   np.testing.assert_equal(hist_a, hist_b)  # nan counts as equal to nan
-  for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_equal(state_a, state_b)
   assert hist_a != hist_c
 
 
@@ -79,35 +74,46 @@ def test_host_loop_writes_metrics(smoke, tmp_path):
 
 
 def test_reward_model_learns_the_hidden_reward(smoke):
-  """Learned vs true segment returns: > 0.8 after the initial labels.
+  """Learned vs true segment returns after the initial 80 labels, 4 seeds.
 
-  Measured on the pool of random-policy segments against an untrained
-  ensemble on the very same segments (its correlation is near 0).
+  Measured on each seed's pool of random-policy segments, against an
+  untrained ensemble on the very same segments.
+  Per seed the correlation varies (measured 0.51-0.86 over seeds 0-7: many
+  random-policy segments share nearly the same return), so the assertion is
+  on the mean and on the weakest seed's margin over the untrained model.
   """
   from rrm import reward as rrm_reward
   cfg = smoke.config
-  state = smoke.init(jax.random.PRNGKey(4))
   model = rrm_reward.make_reward_model(
       cfg.reward.input, cfg.reward.hidden_layer_sizes,
       smoke.envs.observation_size, smoke.envs.action_size)
-  untrained = rrm_reward.init_reward_state(model, optax.adam(1e-3),
-                                           jax.random.PRNGKey(5),
-                                           cfg.reward.ensemble_size)
-  untrained = untrained.replace(input_normalizer=state.reward.input_normalizer)
-  true = np.asarray(state.pool.segments.true_reward.sum(-1))
-
-  def corr(reward_state):
-    r = rrm_reward.member_returns(model, reward_state.params,
-                                  reward_state.input_normalizer,
-                                  state.pool.segments).mean(0)
-    return np.corrcoef(np.asarray(r), true)[0, 1]
-
-  assert corr(state.reward) > 0.8
-  assert abs(corr(untrained)) < 0.5
   heldout = rrm_reward.heldout_mask(cfg.feedback.budget,
                                     cfg.reward.heldout_every)
-  assert float(rrm_reward.label_accuracy(model, state.reward, state.labels,
-                                         heldout)) >= 0.8
+  trained, untrained = [], []
+  for seed in range(4):
+    state = smoke.init(jax.random.PRNGKey(seed))
+    true = np.asarray(state.pool.segments.true_reward.sum(-1))
+
+    def corr(reward_state):
+      r = rrm_reward.member_returns(model, reward_state.params,
+                                    reward_state.input_normalizer,
+                                    state.pool.segments).mean(0)
+      return np.corrcoef(np.asarray(r), true)[0, 1]  # pylint: disable=cell-var-from-loop
+
+    fresh = rrm_reward.init_reward_state(model, optax.adam(1e-3),
+                                         jax.random.PRNGKey(100 + seed),
+                                         cfg.reward.ensemble_size)
+    trained.append(corr(state.reward))
+    untrained.append(corr(fresh.replace(
+        input_normalizer=state.reward.input_normalizer)))
+    assert float(rrm_reward.label_accuracy(model, state.reward, state.labels,
+                                           heldout)) >= 0.8
+  assert np.mean(trained) > 0.7, trained
+  assert all(t > u for t, u in zip(trained, untrained)), (trained, untrained)
+  # A random network can correlate with the return by chance (measured up
+  # to |0.6| on these pools), but not on average.
+  assert np.mean(trained) > np.mean(np.abs(untrained)) + 0.3, (trained,
+                                                               untrained)
 
 
 def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
@@ -178,9 +184,7 @@ def test_resume_after_losing_the_latest_checkpoint_is_exact(smoke, tmp_path):
   resumed = rrm_train.run(cfg, str(tmp_path / "a"), progress=None,
                           train=smoke)
   assert [m["iteration"] for m in resumed["metrics"]] == [3, 4, 5, 6]
-  for a, b in zip(jax.tree.leaves(straight["state"]),
-                  jax.tree.leaves(resumed["state"])):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_equal(straight["state"], resumed["state"])
   metrics_a = rrm_logging.read_metrics(str(tmp_path / "a" / "metrics.jsonl"))
   metrics_b = rrm_logging.read_metrics(str(tmp_path / "b" / "metrics.jsonl"))
   assert [m["iteration"] for m in metrics_a] == list(range(1, 7))

@@ -65,6 +65,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.feedback.round_every = 1  # iterations between rounds
   c.feedback.query_selector = "uniform"  # uniform | disagreement
   c.feedback.oversample = 10  # disagreement: candidates per query (K)
+  # labels.npz of an earlier run to start from ('' = none; launch.train's
+  # --labels=FILE sets it); extra=False counts them against the budget.
+  c.feedback.warm_start_labels = ""
+  c.feedback.warm_start_extra = False
 
   c.oracle = ml_collections.ConfigDict()
   c.oracle.beta = float("inf")  # rationality: inf = perfect, 1 = Boltzmann

@@ -1,0 +1,38 @@
+"""Flag parsing shared by the launchers: config errors without tracebacks."""
+
+import sys
+
+from absl import flags
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with config-file errors reported without traceback.
+
+  The config file is executed while flags are parsed; a syntax error in it,
+  a missing file or an override of a field that does not exist would
+  otherwise end in a traceback.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"FATAL Flags parsing error: {e}\n"
+          "Pass --helpshort or --helpfull to see help on flags.",
+          file=sys.stderr)
+    sys.exit(2)
+  except Exception as e:  # pylint: disable=broad-except
+    config_unparsable(e, argv)
+
+
+def config_unparsable(e: Exception, argv: list[str]) -> None:
+  config = next((a for a in argv if a.startswith("--config=")), "--config")
+  if isinstance(e, SyntaxError):
+    what = f"SyntaxError in {e.filename}, line {e.lineno}: {e.msg}"
+  elif isinstance(e, (AttributeError, KeyError)):
+    name = str(e.args[0] if e.args else e).strip("'\"")
+    what = (f"no config field {name!r} (in a --config.<field>=<value> "
+            "override)")
+  else:
+    what = f"{type(e).__name__}: {e}"
+  print(f"error: could not parse the config ({config} and its overrides): "
+        f"{what}", file=sys.stderr)
+  sys.exit(2)
