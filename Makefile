@@ -1,6 +1,6 @@
 # make run   -- train inverted_pendulum by reward modeling (200 oracle labels)
 # make test  -- the CPU test suite
-# make bench -- throughput benchmark against brax's ppo.train
+# make bench -- throughput against brax's ppo.train; checkpoint cost
 # Each target creates .venv and installs rrm with its pinned dependencies first.
 PYTHON ?= python3
 VENV := .venv
@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput
+	$(PY) -m benchmarks.checkpoint
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -99,7 +99,9 @@ def main(argv):
     sys.exit(f"error: {e}")
   if result["stopped"]:
     print(f"done: stopped by {result['stopped']} at iteration "
-          f"{result['iteration']}; relaunch the same command to resume")
+          f"{result['iteration']}; " + (
+              "relaunch the same command to resume" if config.checkpoint_every
+              else "nothing saved (config.checkpoint_every=0)"))
     return
   final = result["final"]
   if final is None:

@@ -604,7 +604,9 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
   its labels are exported to labels.npz, so none is lost.
 
   `train`, if given, is a `make_train(config)` to reuse. Returns {"state",
-  "metrics" (this call's list), "final", "train", "stopped", "iteration"}.
+  "metrics" (this call's list), "final", "train", "stopped", "iteration",
+  "checkpoint_seconds" (time the loop was blocked saving, incl. the final
+  wait)}.
   """
   if train is None:
     train = make_train(config)
@@ -666,8 +668,11 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
     writer = rrm_logging.MetricWriter(workdir,
                                       tensorboard=config.log.tensorboard)
 
+  checkpoint_seconds = 0.0  # blocking time spent saving, this call
+
   def save(it: int, state: TrainState) -> None:
-    nonlocal last_saved
+    nonlocal last_saved, checkpoint_seconds
+    t0 = time.perf_counter()
     host_state = jax.device_get(state)  # the next iteration donates state
     checkpointer.save(it, host_state, {
         "iteration": it, "labels_spent": int(host_state.labels.spent),
@@ -676,6 +681,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
       rrm_checkpoint.export_labels(host_state.labels, host_state.teacher,
                                    labels_path, config.env.name)
     last_saved = it
+    checkpoint_seconds += time.perf_counter() - t0
 
   history, stopped, it, completed = [], None, start, False
   try:
@@ -702,6 +708,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
           "time/elapsed_s": now - t_start,
           "time/steps_per_s": ((it - start) * config.env_steps_per_iteration
                                / (now - t_loop)),
+          "time/checkpoint_s": checkpoint_seconds,
       })
       problem = nonfinite_problem(metrics, config)
       if problem:
@@ -748,6 +755,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
     if writer:
       writer.close()
     if checkpointer:
+      t0 = time.perf_counter()
       try:
         checkpointer.close()
       except rrm_checkpoint.CheckpointError:
@@ -755,6 +763,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
           raise
         logging.exception("while stopping on an error, a checkpoint save "
                           "failed too")
+      checkpoint_seconds += time.perf_counter() - t0
   if stopped and progress:
     progress(f"stopped ({stopped}) after iteration {it}: "
              + (f"checkpoint saved in {checkpointer.directory}; launch the same "
@@ -762,4 +771,5 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
                 "no checkpoint (checkpoint_every=0)"))
   return {"state": state, "metrics": history,
           "final": history[-1] if history else None, "train": train,
-          "stopped": stopped, "iteration": it}
+          "stopped": stopped, "iteration": it,
+          "checkpoint_seconds": checkpoint_seconds}

@@ -163,3 +163,26 @@ def test_launcher_reports_an_unwritable_workdir(tmp_path):
   assert proc.returncode == 1
   assert f"error: workdir {blocker}/run is not writable" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_launcher_refuses_labels_of_another_env_before_compiling(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  n, length = 3, 10
+  arrays = {"format": np.asarray("rrm.labels.v1"), "env": np.asarray("hopper"),
+            "label": np.ones(n, np.float32),
+            "iteration": np.zeros(n, np.int32), "spent": np.asarray(n)}
+  for side in ("first", "second"):
+    arrays[f"{side}_observation"] = np.zeros((n, length, 11), np.float32)
+    arrays[f"{side}_action"] = np.zeros((n, length, 3), np.float32)
+    arrays[f"{side}_next_observation"] = np.zeros((n, length, 11), np.float32)
+    arrays[f"{side}_true_reward"] = np.zeros((n, length), np.float32)
+  np.savez(tmp_path / "labels.npz", **arrays)
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       f"--config={ROOT}/experiments/configs/inverted_pendulum.py:smoke",
+       f"--labels={tmp_path}/labels.npz", f"--workdir={tmp_path}/w"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert ("holds labels of env 'hopper', this run trains 'inverted_pendulum'"
+          in proc.stderr)
+  assert not os.path.exists(tmp_path / "w")
