@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 REWARD_SOURCES = ("learned", "true")
 REWARD_INPUTS = ("obs", "obs_action", "next_obs")
-QUERY_SELECTORS = ("uniform", "disagreement")
+QUERY_SELECTORS = ("uniform", "disagreement", "entropy")
 ON_FAILURE = ("reset", "continue")
 
 
@@ -99,8 +99,14 @@ class FeedbackConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OracleConfig:
+  """The synthetic teacher: a B-Pref preset with its fields resolved."""
+  teacher: str
   beta: float
-  equal_threshold: float
+  gamma: float
+  mistake: float
+  skip: float
+  equal: float
+  forward_discount: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,10 +310,22 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       warm_start_extra=bool(f.get("warm_start_extra", False)),
   )
   o = _section(cd, "oracle")
+  from rrm import oracle as rrm_oracle  # pylint: disable=g-import-not-at-top
+  teacher = _choice("oracle.teacher", o.get("teacher", "oracle"),
+                    tuple(rrm_oracle.PRESETS))
+  fields = {"beta": float("inf"), "gamma": 1.0, "mistake": 0.0, "skip": 0.0,
+            "equal": 0.0, **rrm_oracle.PRESETS[teacher]}
+  for k in fields:
+    if o.get(k) is not None:
+      fields[k] = o.get(k)
   oracle = OracleConfig(
-      beta=_nonneg_float("oracle.beta", o.beta, allow_inf=True),
-      equal_threshold=_nonneg_float("oracle.equal_threshold",
-                                    o.equal_threshold),
+      teacher=teacher,
+      beta=_nonneg_float("oracle.beta", fields["beta"], allow_inf=True),
+      gamma=_unit_interval("oracle.gamma", fields["gamma"]),
+      mistake=_unit_interval("oracle.mistake", fields["mistake"]),
+      skip=_nonneg_float("oracle.skip", fields["skip"]),
+      equal=_nonneg_float("oracle.equal", fields["equal"]),
+      forward_discount=bool(o.get("forward_discount", False)),
   )
   lg = cd.get("log", ml_collections.ConfigDict(
       {"tensorboard": False, "print_every": 1}))

@@ -22,7 +22,7 @@ class LabelDataset:
   label: jax.Array  # [N] float, P(second preferred): 0, 0.5 or 1
   iteration: jax.Array  # [N] int32, iteration that asked (-1: initial batch)
   count: jax.Array  # [] int32, labels stored
-  spent: jax.Array  # [] int32, labels paid for (>= count once skips exist)
+  spent: jax.Array  # [] int32, queries paid for (skipped ones too)
 
   @property
   def capacity(self) -> int:
@@ -46,36 +46,45 @@ def init_labels(capacity: int, length: int, obs_size: int,
 
 def add_labels(dataset: LabelDataset, first: rrm_segments.Segments,
                second: rrm_segments.Segments, label: jax.Array,
-               active: jax.Array, iteration: jax.Array) -> LabelDataset:
-  """Appends the active rows of a query batch.
+               active: jax.Array, iteration: jax.Array,
+               stored: jax.Array | None = None) -> LabelDataset:
+  """Appends a query batch: pays for the asked rows, stores the answered ones.
 
   Args:
     dataset: the dataset.
     first, second: the queried segments, leading dim [Q].
     label: [Q] labels.
-    active: [Q] bool; must be a prefix mask (the first n rows), as the
-      schedule produces. Inactive rows and rows beyond capacity are dropped.
+    active: [Q] bool, the rows asked (and paid for); a prefix mask (the first
+      n rows), as the schedule produces.
     iteration: [] int32 iteration stamp of these labels.
+    stored: [Q] bool, the asked rows that got an answer (a teacher may skip
+      a query: it costs budget and adds no label); default: all active rows.
 
   Returns:
-    The dataset with the active rows at [count, count + n).
+    The dataset with the stored rows at [count, count + m), in query order;
+    `spent` grows by the active rows. Rows beyond capacity are dropped.
   """
-  n = jnp.sum(active.astype(jnp.int32))
-  rows = jnp.where(active, dataset.count + jnp.arange(active.shape[0]),
+  stored = active if stored is None else stored & active
+  # Stored rows first, in their order (a stable sort of a fixed-size batch).
+  order = jnp.argsort(jnp.logical_not(stored), stable=True)
+  first = jax.tree.map(lambda x: x[order], first)
+  second = jax.tree.map(lambda x: x[order], second)
+  label, stored = label[order], stored[order]
+  m = jnp.sum(stored.astype(jnp.int32))
+  rows = jnp.where(stored, dataset.count + jnp.arange(stored.shape[0]),
                    dataset.capacity)  # out of range -> dropped
 
   def put(buf, new):
     return buf.at[rows].set(new, mode="drop")
 
-  added = jnp.minimum(n, dataset.capacity - dataset.count)
   return dataset.replace(
       first=jax.tree.map(put, dataset.first, first),
       second=jax.tree.map(put, dataset.second, second),
       label=put(dataset.label, label),
       iteration=put(dataset.iteration,
-                    jnp.full(active.shape, iteration, jnp.int32)),
-      count=dataset.count + added,
-      spent=dataset.spent + added)
+                    jnp.full(stored.shape, iteration, jnp.int32)),
+      count=jnp.minimum(dataset.count + m, dataset.capacity),
+      spent=dataset.spent + jnp.sum(active.astype(jnp.int32)))
 
 
 def labels_due(iteration: jax.Array, spent: jax.Array, budget: int,

@@ -8,6 +8,11 @@ and the ensemble's predicted returns of every pool segment ([M, P]):
   ensemble members disagree most, scored by the variance across members of
   P(second preferred) = sigmoid(R̂_2 - R̂_1) (Christiano et al. 2017; B-Pref's
   "disagreement" sampling). K is the oversampling factor.
+* entropy: the same candidates, keep the Q whose ensemble-mean preference
+  p̄ = mean_m sigmoid(R̂_2 - R̂_1) has the largest binary entropy, i.e. the
+  pairs the model as a whole is least sure about, p̄ nearest 0.5 (B-Pref's
+  "entropy" sampling; it scores the mean prediction where B-Pref's code
+  averages member softmaxes, the same quantity).
 """
 
 from __future__ import annotations
@@ -68,10 +73,32 @@ def select_disagreement(pool: rrm_segments.SegmentPool, returns: jax.Array,
   return Queries(candidates.first[top], candidates.second[top])
 
 
+def entropy(returns: jax.Array, queries: Queries) -> jax.Array:
+  """[Q] binary entropy (nats) of the ensemble-mean P(second preferred)."""
+  p = jnp.mean(jax.nn.sigmoid(returns[:, queries.second]
+                              - returns[:, queries.first]), axis=0)
+  p = jnp.clip(p, 1e-7, 1.0 - 1e-7)
+  return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
+
+
+def select_entropy(pool: rrm_segments.SegmentPool, returns: jax.Array,
+                   num_queries: int, key: jax.Array,
+                   oversample: int) -> Queries:
+  """The Q of K * Q uniform candidate pairs with the most uncertain mean."""
+  candidates = select_uniform(pool, returns, num_queries * oversample, key)
+  _, top = jax.lax.top_k(entropy(returns, candidates), num_queries)
+  return Queries(candidates.first[top], candidates.second[top])
+
+
+SELECTORS = ("uniform", "disagreement", "entropy")
+
+
 def make_selector(name: str, oversample: int = 1) -> Selector:
   if name == "uniform":
     return select_uniform
   if name == "disagreement":
     return functools.partial(select_disagreement, oversample=oversample)
-  raise ValueError(f"unknown query selector {name!r}; known: uniform, "
-                   "disagreement")
+  if name == "entropy":
+    return functools.partial(select_entropy, oversample=oversample)
+  raise ValueError(f"unknown query selector {name!r}; known: "
+                   f"{', '.join(SELECTORS)}")

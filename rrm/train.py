@@ -252,12 +252,20 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     q = select(state_pool, returns, num_queries, key_select)
     first = jax.tree.map(lambda x: x[q.first], state_pool.segments)
     second = jax.tree.map(lambda x: x[q.second], state_pool.segments)
-    label = jax.vmap(rrm_oracle.label_pair, in_axes=(None, 0, 0, 0))(
-        teacher, first.true_reward, second.true_reward,
-        jax.random.split(key_oracle, num_queries))
+    # Skip / equal thresholds are fractions of the mean true return of the
+    # recent segments in the pool (see rrm.oracle).
+    pool_returns = jnp.sum(state_pool.segments.true_reward, axis=-1)
+    reference = jnp.sum(jnp.where(state_pool.valid, pool_returns, 0.0)) / (
+        jnp.maximum(jnp.sum(state_pool.valid), 1))
+    label, skipped = jax.vmap(rrm_oracle.label_pair,
+                              in_axes=(None, 0, 0, 0, None))(
+                                  teacher, first.true_reward,
+                                  second.true_reward,
+                                  jax.random.split(key_oracle, num_queries),
+                                  reference)
     active = jnp.arange(num_queries) < num_active
     return rrm_feedback.add_labels(labels, first, second, label, active,
-                                   iteration)
+                                   iteration, stored=~skipped)
 
   def random_policy(obs, key):
     return jax.random.uniform(key, obs.shape[:-1] + (act_size,), minval=-1.0,
@@ -279,8 +287,10 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                                           counted=not fb.warm_start_extra)
     reward = rrm_reward.init_reward_state(model, reward_optimizer, key_reward,
                                           rc.ensemble_size)
-    teacher = rrm_oracle.make_teacher(config.oracle.beta,
-                                      config.oracle.equal_threshold)
+    oc = config.oracle
+    teacher = rrm_oracle.make_teacher(
+        beta=oc.beta, gamma=oc.gamma, mistake=oc.mistake, skip=oc.skip,
+        equal=oc.equal, forward_discount=oc.forward_discount)
     if learned:
       # Random-policy segments: enough steps that the pool fills up.
       per_env = -(-fb.pool_size // num_envs)
@@ -383,6 +393,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
           "reward/heldout_accuracy": rrm_reward.label_accuracy(
               model, reward_state, labels, heldout),
           "oracle/labels": labels.spent,
+          "oracle/labels_stored": labels.count,
           "oracle/labels_this_iteration": due,
       })
     # Non-finite parameters, optimiser states or normalisers (1.0 = some).

@@ -42,3 +42,30 @@ def test_disagreement_selector_picks_the_most_disputed_pairs():
   q = select(pool, returns, 3, jax.random.PRNGKey(0))
   for a, b in zip(np.asarray(q.first), np.asarray(q.second)):
     assert 3 in (a, b) and a != b
+
+
+def test_entropy_scores_hand_computed():
+  # Two members, three segments: m0 [0, 0, 0], m1 [0, 4, -4].
+  # pair (0, 1): p = (.5 + s(4)) / 2; pair (1, 2): p = (.5 + s(-8)) / 2;
+  # pair (0, 0)-like agreement: members both .5 -> maximal entropy log 2.
+  returns = jnp.array([[0.0, 0.0, 0.0], [0.0, 4.0, -4.0]])
+  q = queries.Queries(jnp.array([0, 1, 0]), jnp.array([1, 2, 0]))
+  s = lambda x: 1 / (1 + np.exp(-x))
+  h = lambda p: -(p * np.log(p) + (1 - p) * np.log(1 - p))
+  expected = [h((0.5 + s(4.0)) / 2), h((0.5 + s(-8.0)) / 2), np.log(2)]
+  np.testing.assert_allclose(np.asarray(queries.entropy(returns, q)),
+                             expected, rtol=1e-5)
+
+
+def test_entropy_selector_picks_the_pairs_nearest_a_coin_flip():
+  pool = _pool([True] * 5)
+  # Members agree: segments 0, 1 are tied (p = .5 for the pair 0-1); every
+  # other pair differs by >= 3 in return. Disagreement would be zero
+  # everywhere; entropy is maximal on {0, 1}.
+  returns = jnp.array([[0.0, 0.0, 3.0, 6.0, 9.0]] * 3)
+  select = queries.make_selector("entropy", oversample=40)
+  q = select(pool, returns, 2, jax.random.PRNGKey(1))
+  for a, b in zip(np.asarray(q.first), np.asarray(q.second)):
+    assert {int(a), int(b)} == {0, 1}
+  # Disagreement of identical members is 0 for every pair.
+  assert float(jnp.max(queries.disagreement(returns, q))) == 0.0

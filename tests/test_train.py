@@ -193,3 +193,21 @@ def test_resume_after_losing_the_latest_checkpoint_is_exact(smoke, tmp_path):
   labels_b = np.load(tmp_path / "b" / "labels.npz")
   for k in labels_b.files:
     np.testing.assert_array_equal(labels_a[k], labels_b[k])
+
+
+def test_teacher_is_state_a_skipping_teacher_pays_without_storing(smoke):
+  """The teacher is a pytree in the state: swapping it needs no recompile."""
+  from rrm import oracle  # pylint: disable=g-import-not-at-top
+  state = smoke.init(jax.random.PRNGKey(21))
+  fb = smoke.config.feedback
+  stored = int(state.labels.count)
+  # skip * |mean pool return| is far above every segment's return.
+  state = state.replace(teacher=oracle.preset("skip", skip=1e6))
+  spent = []
+  for _ in range(2):
+    state, metrics = smoke.iteration(state)
+    spent.append(int(metrics["oracle/labels"]))
+    assert int(metrics["oracle/labels_stored"]) == stored
+  assert spent == [fb.initial_labels + fb.labels_per_round,
+                   fb.initial_labels + 2 * fb.labels_per_round]
+  assert smoke.iteration._cache_size() == 1  # pylint: disable=protected-access

@@ -4,6 +4,7 @@ Not a launchable config by itself: see inverted_pendulum.py, hopper.py, ...
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -63,16 +64,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.feedback.initial_labels = 50  # labels on random-policy segments, before RL
   c.feedback.labels_per_round = 10  # labels per round
   c.feedback.round_every = 1  # iterations between rounds
-  c.feedback.query_selector = "uniform"  # uniform | disagreement
-  c.feedback.oversample = 10  # disagreement: candidates per query (K)
+  c.feedback.query_selector = "uniform"  # uniform | disagreement | entropy
+  c.feedback.oversample = 10  # disagreement/entropy: candidates per query (K)
   # labels.npz of an earlier run to start from ('' = none; launch.train's
   # --labels=FILE sets it); extra=False counts them against the budget.
   c.feedback.warm_start_labels = ""
   c.feedback.warm_start_extra = False
 
   c.oracle = ml_collections.ConfigDict()
-  c.oracle.beta = float("inf")  # rationality: inf = perfect, 1 = Boltzmann
-  c.oracle.equal_threshold = 0.0  # |R2 - R1| <= this -> label 0.5
+  # B-Pref teacher (rrm/oracle.py): oracle | stoch | mistake | skip | equal |
+  # myopic. The fields below override the preset's values (None: preset).
+  c.oracle.teacher = "oracle"
+  c.oracle.beta = placeholder(float)  # rationality; inf = argmax
+  c.oracle.gamma = placeholder(float)  # myopic discount (latest step weight 1)
+  c.oracle.mistake = placeholder(float)  # probability of flipping a label
+  c.oracle.skip = placeholder(float)  # skip if max(R1, R2) < skip * R_ref
+  c.oracle.equal = placeholder(float)  # 0.5 if |R1 - R2| < equal * R_ref
+  c.oracle.forward_discount = False  # imitation's gamma^k weights instead
 
   c.log = ml_collections.ConfigDict()
   c.log.tensorboard = False  # also write TensorBoard events
