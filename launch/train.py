@@ -111,6 +111,15 @@ def main(argv):
   summary = [f"eval true return {final.get('eval/true_return', float('nan')):.1f}"]
   if "oracle/labels" in final:
     summary.append(f"labels {int(final['oracle/labels'])}")
+  report = result["report"]
+  if report["baseline_return"] is not None:
+    pct = f"{report['threshold']:.0%}"
+    summary.append(
+        f"labels to {pct} of baseline {report['baseline_return']:g}: "
+        + ("not reached" if report["labels_to_threshold"] is None else
+           f"{report['labels_to_threshold']} (iteration "
+           f"{report['iteration_to_threshold']})"))
+    summary.append(f"normalised return {report['normalised_return']:.2f}")
   summary.append(f"wall {final['time/elapsed_s']:.0f}s")
   print(f"done: {' | '.join(summary)} | metrics in {workdir}/metrics.jsonl")
 

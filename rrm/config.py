@@ -23,6 +23,7 @@ class ConfigError(ValueError):
 REWARD_SOURCES = ("learned", "true")
 REWARD_INPUTS = ("obs", "obs_action", "next_obs")
 QUERY_SELECTORS = ("uniform", "disagreement", "entropy")
+SCHEDULES = ("constant", "annealed", "hyperbolic", "inverse_quadratic")
 ON_FAILURE = ("reset", "continue")
 
 
@@ -89,6 +90,10 @@ class FeedbackConfig:
   round_every: int
   query_selector: str
   oversample: int
+  # Label schedule (see feedback.label_quotas) over `schedule_horizon`
+  # iterations (resolved: num_iterations when the config leaves it None).
+  schedule: str
+  schedule_horizon: int
   # Labels imported from an earlier run's labels.npz ('' for none): they fill
   # the front of the label dataset before the initial batch is asked for.
   warm_start_labels: str
@@ -116,6 +121,13 @@ class LogConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  """Feedback efficiency: labels spent until eval return >= threshold * baseline."""
+  baseline_return: float | None  # true-reward baseline's eval return
+  threshold: float  # fraction of the baseline (default 0.9)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Everything one run needs; derived sizes are properties."""
 
@@ -130,6 +142,7 @@ class TrainConfig:
   feedback: FeedbackConfig
   oracle: OracleConfig
   log: LogConfig
+  report: ReportConfig
 
   @property
   def steps_per_env_per_iteration(self) -> int:
@@ -306,6 +319,16 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       query_selector=_choice("feedback.query_selector", f.query_selector,
                              QUERY_SELECTORS),
       oversample=_positive_int("feedback.oversample", f.oversample),
+      schedule=_choice("feedback.schedule", f.get("schedule", "constant"),
+                       SCHEDULES),
+      # None resolves to num_iterations for the spreading schedules, and to
+      # 0 (no horizon: rounds until the budget is spent) for constant, so
+      # that a constant-rate run can be resumed with more iterations.
+      schedule_horizon=(
+          _positive_int("feedback.schedule_horizon", f.schedule_horizon)
+          if f.get("schedule_horizon") is not None else
+          0 if f.get("schedule", "constant") == "constant" else
+          _positive_int("num_iterations", cd.num_iterations)),
       warm_start_labels=str(f.get("warm_start_labels", "") or ""),
       warm_start_extra=bool(f.get("warm_start_extra", False)),
   )
@@ -331,6 +354,18 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       {"tensorboard": False, "print_every": 1}))
   log = LogConfig(tensorboard=bool(lg.tensorboard),
                   print_every=_positive_int("log.print_every", lg.print_every))
+  rp = cd.get("report", ml_collections.ConfigDict(
+      {"baseline_return": None, "threshold": 0.9}))
+  baseline = rp.get("baseline_return")
+  if baseline is not None and (isinstance(baseline, bool) or not isinstance(
+      baseline, (int, float)) or not math.isfinite(baseline)):
+    _fail("report.baseline_return", baseline, "must be a finite number or None")
+  threshold = _unit_interval("report.threshold", rp.get("threshold", 0.9))
+  if threshold == 0.0:
+    _fail("report.threshold", threshold, "must be in (0, 1]")
+  report = ReportConfig(
+      baseline_return=None if baseline is None else float(baseline),
+      threshold=threshold)
 
   config = TrainConfig(
       seed=_nonneg_int("seed", cd.seed),
@@ -339,7 +374,7 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       checkpoint_every=_nonneg_int("checkpoint_every", cd.checkpoint_every),
       keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
       env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
-      log=log)
+      log=log, report=report)
   _check_consistency(config)
   return config
 

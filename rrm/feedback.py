@@ -11,6 +11,7 @@ from __future__ import annotations
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rrm import segments as rrm_segments
 
@@ -87,17 +88,76 @@ def add_labels(dataset: LabelDataset, first: rrm_segments.Segments,
       spent=dataset.spent + jnp.sum(active.astype(jnp.int32)))
 
 
-def labels_due(iteration: jax.Array, spent: jax.Array, budget: int,
-               labels_per_round: int, round_every: int) -> jax.Array:
-  """Labels to ask for at `iteration`: a round every `round_every` iterations.
+SCHEDULES = ("constant", "annealed", "hyperbolic", "inverse_quadratic")
 
-  Returns an int32 scalar in [0, labels_per_round]; 0 once the budget is
-  spent. The initial batch is asked for by the trainer's `init`.
+
+def _cumulative_fraction(schedule: str, t: np.ndarray) -> np.ndarray:
+  """F(t) on t in [0, 1], F(0) = 0, F(1) = 1: share of labels asked by t."""
+  if schedule == "annealed":  # rate ∝ 0.01^t (rl-teacher's LabelAnnealer)
+    return (1.0 - 0.01 ** t) / (1.0 - 0.01)
+  if schedule == "hyperbolic":  # rate ∝ 1 / (1 + t) (imitation)
+    return np.log1p(t) / np.log(2.0)
+  if schedule == "inverse_quadratic":  # rate ∝ 1 / (1 + t^2) (imitation)
+    return np.arctan(t) / np.arctan(1.0)
+  raise ValueError(f"unknown label schedule {schedule!r}; known: "
+                   f"{', '.join(SCHEDULES)}")
+
+
+def label_quotas(schedule: str, budget: int, initial_labels: int,
+                 labels_per_round: int, round_every: int,
+                 horizon: int) -> np.ndarray:
+  """[horizon] int32: labels to ask for at iterations 0 .. horizon - 1.
+
+  The initial batch (asked by the trainer's `init`) is paid first; the rest,
+  budget - initial_labels, is asked in rounds every `round_every`
+  iterations:
+    constant           `labels_per_round` per round until the budget is
+                       spent (rl-teacher's and B-Pref's fixed rate);
+    annealed           rate ∝ 0.01^(t/T) over the horizon T (rl-teacher's
+                       LabelAnnealer, normalised so that the budget is spent
+                       by T; rl-teacher's own reaches 99 % of it);
+    hyperbolic         rate ∝ 1 / (1 + t/T) (imitation's hyperbolic
+                       schedule);
+    inverse_quadratic  rate ∝ 1 / (1 + (t/T)^2) (imitation's).
+  Round r of R covers t/T in [r/R, (r+1)/R); its quota is
+  round(rest * F((r+1)/R)) - round(rest * F(r/R)) with F the cumulative share,
+  so the quotas sum to exactly the rest. Iterations from `horizon` on ask for
+  nothing; horizon 0 (constant only) means as many rounds as the budget
+  lasts.
   """
-  is_round = (iteration % round_every) == 0
+  rest = budget - initial_labels
+  if horizon == 0:  # constant only: as many rounds as the budget lasts
+    if schedule != "constant":
+      raise ValueError(f"schedule {schedule!r} needs a horizon")
+    horizon = max(-(-rest // labels_per_round), 1) * round_every
+  quotas = np.zeros((horizon,), np.int32)
+  rounds = np.arange(0, horizon, round_every)
+  if schedule == "constant":
+    per_round = np.minimum(
+        labels_per_round,
+        np.maximum(rest - labels_per_round * np.arange(len(rounds)), 0))
+    quotas[rounds] = per_round
+    return quotas
+  n = len(rounds)
+  cumulative = np.round(rest * _cumulative_fraction(
+      schedule, np.arange(n + 1) / n)).astype(np.int64)
+  quotas[rounds] = np.diff(cumulative)
+  return quotas
+
+
+def labels_due(iteration: jax.Array, spent: jax.Array, budget: int,
+               quotas: np.ndarray) -> jax.Array:
+  """Labels to ask for at `iteration`: its quota, never beyond the budget.
+
+  Returns an int32 scalar in [0, max(quotas)]; 0 once the budget is spent
+  and after the schedule's horizon.
+  """
+  quotas = jnp.asarray(quotas, jnp.int32)
+  horizon = quotas.shape[0]
+  quota = jnp.where(iteration < horizon,
+                    quotas[jnp.clip(iteration, 0, horizon - 1)], 0)
   remaining = jnp.maximum(budget - spent, 0)
-  return jnp.where(is_round, jnp.minimum(remaining, labels_per_round),
-                   0).astype(jnp.int32)
+  return jnp.minimum(quota, remaining).astype(jnp.int32)
 
 
 def import_labels(dataset: LabelDataset, first: rrm_segments.Segments,

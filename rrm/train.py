@@ -48,6 +48,7 @@ from rrm import logging as rrm_logging
 from rrm import oracle as rrm_oracle
 from rrm import ppo as rrm_ppo
 from rrm import queries as rrm_queries
+from rrm import report as rrm_report
 from rrm import reward as rrm_reward
 from rrm import segments as rrm_segments
 
@@ -240,6 +241,12 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       model, reward_optimizer, rc.batch_size, rc.initial_num_steps,
       rc.heldout_every)
   select = rrm_queries.make_selector(fb.query_selector, fb.oversample)
+  # Labels due at each iteration (fixed; see feedback.label_quotas). A round
+  # always queries the largest quota's number of pairs and keeps `due`.
+  quotas = rrm_feedback.label_quotas(
+      fb.schedule, fb.budget, fb.initial_labels, fb.labels_per_round,
+      fb.round_every, fb.schedule_horizon)
+  queries_per_round = max(int(quotas.max()), 1)
   heldout = rrm_reward.heldout_mask(label_capacity, rc.heldout_every)
 
   def ask_teacher(state_pool, returns, labels, teacher, num_queries,
@@ -359,12 +366,12 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       pool = rrm_segments.add(pool, segments, valid, fb.segments_per_iteration,
                               key_pool)
       due = rrm_feedback.labels_due(state.iteration, labels.spent, fb.budget,
-                                    fb.labels_per_round, fb.round_every)
+                                    quotas)
       returns = rrm_reward.member_returns(model, reward_state.params,
                                           reward_state.input_normalizer,
                                           pool.segments)  # [M, P]
       labels = ask_teacher(pool, returns, labels, state.teacher,
-                           fb.labels_per_round, due, state.iteration, key_ask)
+                           queries_per_round, due, state.iteration, key_ask)
 
       def fit(reward_state):
         reward_state, m = reward_update(reward_state, labels, key_fit)
@@ -447,7 +454,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
 
 # Fields a resumed run may change; any other difference is refused.
 RESUMABLE_CHANGES = ("num_iterations", "eval_every", "checkpoint_every",
-                     "keep_checkpoints", "log")
+                     "keep_checkpoints", "log", "report")
 
 
 class WorkdirError(OSError):
@@ -614,8 +621,13 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
   failing state is not saved (the last good checkpoint stays the latest), but
   its labels are exported to labels.npz, so none is lost.
 
+  At the end, `report.json` (rrm.report.feedback_efficiency over the whole
+  run): labels to reach `report.threshold` of `report.baseline_return`,
+  normalised final return, labels spent.
+
   `train`, if given, is a `make_train(config)` to reuse. Returns {"state",
   "metrics" (this call's list), "final", "train", "stopped", "iteration",
+  "report",
   "checkpoint_seconds" (time the loop was blocked saving, incl. the final
   wait)}.
   """
@@ -775,6 +787,14 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         logging.exception("while stopping on an error, a checkpoint save "
                           "failed too")
       checkpoint_seconds += time.perf_counter() - t0
+  # Feedback efficiency over the whole run (all of metrics.jsonl on resume).
+  all_metrics = (rrm_logging.read_metrics(metrics_path)
+                 if metrics_path and os.path.exists(metrics_path) else history)
+  report = rrm_report.feedback_efficiency(
+      all_metrics, config.report.baseline_return, config.report.threshold)
+  if workdir is not None:
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+      json.dump(report, f, indent=2, sort_keys=True)
   if stopped and progress:
     progress(f"stopped ({stopped}) after iteration {it}: "
              + (f"checkpoint saved in {checkpointer.directory}; launch the same "
@@ -782,5 +802,5 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
                 "no checkpoint (checkpoint_every=0)"))
   return {"state": state, "metrics": history,
           "final": history[-1] if history else None, "train": train,
-          "stopped": stopped, "iteration": it,
+          "stopped": stopped, "iteration": it, "report": report,
           "checkpoint_seconds": checkpoint_seconds}

@@ -41,6 +41,8 @@ def test_shipped_configs_are_valid(module, variant):
     ("reward.heldout_every", 1, "0 (no held-out labels) or >= 2"),
     ("oracle.beta", -1.0, "non-negative"),
     ("oracle.teacher", "human", "allowed values are"),
+    ("feedback.schedule", "linear", "allowed values are"),
+    ("feedback.schedule_horizon", 0, "positive integer"),
     ("oracle.mistake", 1.5, "in [0, 1]"),
     ("oracle.gamma", -0.1, "in [0, 1]"),
     ("ppo.discounting", 1.5, "[0, 1]"),

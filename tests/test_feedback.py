@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rrm import feedback
 from rrm import segments
@@ -33,17 +34,62 @@ def test_add_labels_appends_prefix_and_respects_capacity():
                                 [1, 1, 1, 3, 3])
 
 
-def test_schedule_spends_exactly_the_budget():
-  budget, initial, per_round, every = 47, 10, 4, 3
+def _simulate(quotas, budget, initial, iterations):
   spent, asked = initial, []
-  for it in range(100):
+  for it in range(iterations):
     n = int(feedback.labels_due(jnp.int32(it), jnp.int32(spent), budget,
-                                per_round, every))
+                                quotas))
     asked.append(n)
     spent += n
+  return spent, asked
+
+
+def test_constant_schedule_spends_exactly_the_budget():
+  budget, initial, per_round, every = 47, 10, 4, 3
+  quotas = feedback.label_quotas("constant", budget, initial, per_round,
+                                 every, 100)
+  spent, asked = _simulate(quotas, budget, initial, 120)
   assert spent == budget
   assert all(n == 0 for it, n in enumerate(asked) if it % every)
   assert asked[:3] == [4, 0, 0] and max(asked) == per_round
+  # Without a horizon, rounds go on until the budget is spent.
+  unbounded = feedback.label_quotas("constant", budget, initial, per_round,
+                                    every, 0)
+  assert _simulate(unbounded, budget, initial, 200)[0] == budget
+
+
+@pytest.mark.parametrize("schedule", feedback.SCHEDULES)
+@pytest.mark.parametrize("horizon, every", [(40, 1), (37, 3), (5, 2)])
+def test_every_schedule_spends_exactly_the_budget(schedule, horizon, every):
+  budget, initial = 200, 50
+  quotas = feedback.label_quotas(schedule, budget, initial, 10, every,
+                                 horizon)
+  assert quotas.shape == (horizon,) and np.all(quotas >= 0)
+  spent, asked = _simulate(quotas, budget, initial, horizon + 10)
+  if schedule == "constant" and horizon * 10 // every < budget - initial:
+    assert spent == initial + 10 * len(range(0, horizon, every))
+  else:
+    assert spent == budget
+  assert all(n == 0 for it, n in enumerate(asked) if it % every)
+  assert all(n == 0 for n in asked[horizon:])
+
+
+def test_decaying_schedules_front_load_in_the_stated_ratios():
+  q = {s: feedback.label_quotas(s, 10_050, 50, 10, 1, 100).astype(float)
+       for s in ("annealed", "hyperbolic", "inverse_quadratic")}
+  for s, quotas in q.items():
+    assert np.all(np.diff(quotas[::10]) <= 0), s  # non-increasing rate
+  # Rate at the end over the rate at the start: 0.01 (annealed), 1/2
+  # (hyperbolic), 1/2 (inverse quadratic), within rounding of 100 rounds.
+  ratio = lambda x: x[-5:].mean() / x[:5].mean()
+  assert ratio(q["annealed"]) == pytest.approx(0.01 * 1.1, rel=0.35)
+  assert ratio(q["hyperbolic"]) == pytest.approx(0.5, rel=0.05)
+  assert ratio(q["inverse_quadratic"]) == pytest.approx(0.5, rel=0.05)
+  # Inverse quadratic decays more slowly than hyperbolic early on (zero
+  # slope at t = 0): 1/(1 + 0.01) vs 1/(1 + 0.1) at t = 0.1.
+  early = lambda x: x[10] / x[0]
+  assert early(q["inverse_quadratic"]) == pytest.approx(1 / 1.01, rel=0.02)
+  assert early(q["hyperbolic"]) == pytest.approx(1 / 1.1, rel=0.02)
 
 
 def test_cut_marks_segments_straddling_episode_ends():

@@ -71,6 +71,9 @@ def test_host_loop_writes_metrics(smoke, tmp_path):
               "time/steps_per_s", "ppo/kl"):
     assert key in lines[0], key
   assert all(np.isfinite(m["ppo/kl"]) and m["ppo/kl"] > 0 for m in hist)
+  report = json.load(open(os.path.join(tmp_path, "report.json")))
+  assert report["labels_spent"] == smoke.config.feedback.budget
+  assert report["final_return"] == lines[-1]["eval/true_return"]
 
 
 def test_reward_model_learns_the_hidden_reward(smoke):
@@ -143,10 +146,14 @@ def _launch(*args):
 def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
   workdir = tmp_path / "hopper"
   config = "--config=experiments/configs/hopper.py:smoke"
-  proc = _launch(config, f"--workdir={workdir}")
+  # A tiny baseline, so that labels-to-threshold is reached and reported.
+  proc = _launch(config, f"--workdir={workdir}",
+                 "--config.report.baseline_return=0.001")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Failed to import warp" not in proc.stdout
   assert "done: eval true return" in proc.stdout
+  assert "labels to 90% of baseline 0.001: 20 (iteration 2)" in proc.stdout
+  assert json.load(open(workdir / "report.json"))["labels_to_threshold"] == 20
   lines = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
   assert len(lines) == 2 and lines[-1]["oracle/labels"] == 20
   assert json.load(open(workdir / "config.json"))["env"]["name"] == "hopper"

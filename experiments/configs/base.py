@@ -64,6 +64,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.feedback.initial_labels = 50  # labels on random-policy segments, before RL
   c.feedback.labels_per_round = 10  # labels per round
   c.feedback.round_every = 1  # iterations between rounds
+  # constant: labels_per_round per round until the budget is spent;
+  # annealed | hyperbolic | inverse_quadratic: the budget after the initial
+  # batch spread over schedule_horizon iterations (None: num_iterations).
+  c.feedback.schedule = "constant"
+  c.feedback.schedule_horizon = placeholder(int)
   c.feedback.query_selector = "uniform"  # uniform | disagreement | entropy
   c.feedback.oversample = 10  # disagreement/entropy: candidates per query (K)
   # labels.npz of an earlier run to start from ('' = none; launch.train's
@@ -85,4 +90,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.log = ml_collections.ConfigDict()
   c.log.tensorboard = False  # also write TensorBoard events
   c.log.print_every = 1  # iterations between progress lines
+
+  # Feedback efficiency (report.json, the launcher's summary): labels spent
+  # when the evaluated true return first reaches threshold * baseline_return,
+  # the eval return of a true-reward run of the same config (None: unknown).
+  c.report = ml_collections.ConfigDict()
+  c.report.baseline_return = placeholder(float)
+  c.report.threshold = 0.9
   return c
