@@ -209,17 +209,16 @@ class Checkpointer:
     uncommitted (one host copy; restoring is rare).
     """
     abstract = jax.eval_shape(init, jax.random.key(0))
-    layout = self.metadata(step).get("state_layout")
+    metadata = self.metadata(step)
+    layout = metadata.get("state_layout")
     if layout is not None and layout != state_layout(abstract):
       raise IncompatibleCheckpointError(
           f"checkpoint {step} in {self.directory} holds a state of another "
           "layout than this code and config build (written by another rrm "
           "version?); it is left untouched")
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract),
-          metadata=ocp.args.JsonRestore()))
-      state, metadata = restored.state, dict(restored.metadata)
+      state = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract))).state
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"it does not restore ({_describe(e)})") from e
     expected = metadata.get("state_sha256")

@@ -23,6 +23,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rrm import config as rrm_config
 from rrm import segments as rrm_segments
 
 
@@ -64,12 +65,12 @@ def disagreement(returns: jax.Array, queries: Queries) -> jax.Array:
   return jnp.var(p, axis=0)
 
 
-def select_disagreement(pool: rrm_segments.SegmentPool, returns: jax.Array,
-                        num_queries: int, key: jax.Array,
-                        oversample: int) -> Queries:
-  """The Q of K * Q uniform candidate pairs the ensemble disagrees on most."""
+def _select_top(score: Callable[[jax.Array, Queries], jax.Array],
+                pool: rrm_segments.SegmentPool, returns: jax.Array,
+                num_queries: int, key: jax.Array, oversample: int) -> Queries:
+  """The Q of K * Q uniform candidate pairs with the highest `score`."""
   candidates = select_uniform(pool, returns, num_queries * oversample, key)
-  _, top = jax.lax.top_k(disagreement(returns, candidates), num_queries)
+  _, top = jax.lax.top_k(score(returns, candidates), num_queries)
   return Queries(candidates.first[top], candidates.second[top])
 
 
@@ -81,24 +82,15 @@ def entropy(returns: jax.Array, queries: Queries) -> jax.Array:
   return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
 
 
-def select_entropy(pool: rrm_segments.SegmentPool, returns: jax.Array,
-                   num_queries: int, key: jax.Array,
-                   oversample: int) -> Queries:
-  """The Q of K * Q uniform candidate pairs with the most uncertain mean."""
-  candidates = select_uniform(pool, returns, num_queries * oversample, key)
-  _, top = jax.lax.top_k(entropy(returns, candidates), num_queries)
-  return Queries(candidates.first[top], candidates.second[top])
-
-
-SELECTORS = ("uniform", "disagreement", "entropy")
+SELECTORS = rrm_config.QUERY_SELECTORS
 
 
 def make_selector(name: str, oversample: int = 1) -> Selector:
   if name == "uniform":
     return select_uniform
   if name == "disagreement":
-    return functools.partial(select_disagreement, oversample=oversample)
+    return functools.partial(_select_top, disagreement, oversample=oversample)
   if name == "entropy":
-    return functools.partial(select_entropy, oversample=oversample)
+    return functools.partial(_select_top, entropy, oversample=oversample)
   raise ValueError(f"unknown query selector {name!r}; known: "
                    f"{', '.join(SELECTORS)}")

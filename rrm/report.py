@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
                         baseline_return: float | None,
                         threshold: float) -> dict[str, Any]:
+  metrics = list(metrics)
   evals = [m for m in metrics if m.get("eval/true_return") is not None
            and math.isfinite(m["eval/true_return"])]
   last = evals[-1] if evals else None
@@ -32,7 +33,6 @@ def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
       "normalised_return": None,
       "labels_spent": None,
   }
-  metrics = list(metrics) if not isinstance(metrics, list) else metrics
   spent = [m["oracle/labels"] for m in metrics if "oracle/labels" in m]
   out["labels_spent"] = int(spent[-1]) if spent else 0
   if baseline_return is None:

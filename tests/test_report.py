@@ -18,6 +18,8 @@ def test_labels_to_threshold_is_the_first_evaluation_over_the_bar():
   assert r["final_return"] == 880.0
   assert r["normalised_return"] == 0.88
   assert r["labels_spent"] == 110
+  # Any iterable of metrics, e.g. a generator over a metrics file.
+  assert report.feedback_efficiency(iter(metrics), 1000.0, 0.9) == r
 
 
 def test_not_reached_unknown_baseline_and_true_reward_runs():
