@@ -10,6 +10,7 @@ is allowed, before anything is compiled.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any, Mapping, Sequence
 
@@ -25,6 +26,20 @@ REWARD_INPUTS = ("obs", "obs_action", "next_obs")
 QUERY_SELECTORS = ("uniform", "disagreement", "entropy")
 SCHEDULES = ("constant", "annealed", "hyperbolic", "inverse_quadratic")
 ON_FAILURE = ("reset", "continue")
+
+# Fields that change no shape and no Python-level choice of the compiled
+# program: runs that differ only in these share one program, and a sweep
+# vmaps over them (rrm.sweep). The seed becomes the run's PRNG key, the
+# others array leaves of the state (train.Hyper, oracle.TeacherParams).
+SWEEPABLE = (
+    "seed",
+    "ppo.learning_rate", "ppo.entropy_cost", "ppo.discounting",
+    "ppo.gae_lambda", "ppo.clipping_epsilon", "ppo.reward_scaling",
+    "reward.learning_rate", "reward.weight_decay",
+    "reward.uncertainty_penalty",
+    "oracle.teacher", "oracle.beta", "oracle.gamma", "oracle.mistake",
+    "oracle.skip", "oracle.equal", "oracle.forward_discount",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,6 +440,21 @@ def _check_consistency(config: TrainConfig) -> None:
         f"config.feedback.initial_labels={fb.initial_labels} is smaller than "
         f"config.reward.heldout_every={heldout}: the initial batch would "
         "leave no held-out label to measure accuracy on.")
+
+
+def program_key(config: TrainConfig) -> str:
+  """Equal for configs that one compiled (vmapped) program can run together.
+
+  The config without its SWEEPABLE fields, as canonical JSON.
+  """
+  d = to_dict(config)
+  for field in SWEEPABLE:
+    *path, last = field.split(".")
+    section = d
+    for p in path:
+      section = section[p]
+    section.pop(last)
+  return json.dumps(d, sort_keys=True, default=str)
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

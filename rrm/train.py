@@ -26,7 +26,7 @@ import math
 import os
 import shutil
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 from absl import logging
 from brax import envs as brax_envs
@@ -64,12 +64,43 @@ class EpisodeStats:
 
 
 @flax.struct.dataclass
+class Hyper:
+  """The run's array-valued hyperparameters (they change no shape).
+
+  They live in the state, so one compiled program runs any values of them
+  and `vmap` over stacked `Hyper`s runs a sweep (rrm.sweep). The teacher's
+  parameters are the other such part of the state (`TrainState.teacher`).
+  """
+  ppo: rrm_ppo.PPOHyper
+  reward_learning_rate: jax.Array
+  reward_weight_decay: jax.Array
+  uncertainty_penalty: jax.Array
+
+
+def make_hyper(config: rrm_config.TrainConfig) -> Hyper:
+  rc = config.reward
+  f = lambda x: jnp.asarray(x, jnp.float32)
+  return Hyper(ppo=rrm_ppo.hyper(config.ppo),
+               reward_learning_rate=f(rc.learning_rate),
+               reward_weight_decay=f(rc.weight_decay),
+               uncertainty_penalty=f(rc.uncertainty_penalty))
+
+
+def make_teacher(config: rrm_config.TrainConfig) -> rrm_oracle.TeacherParams:
+  oc = config.oracle
+  return rrm_oracle.make_teacher(
+      beta=oc.beta, gamma=oc.gamma, mistake=oc.mistake, skip=oc.skip,
+      equal=oc.equal, forward_discount=oc.forward_discount)
+
+
+@flax.struct.dataclass
 class TrainState:
   policy: rrm_ppo.PolicyState
   reward: rrm_reward.RewardState
   pool: rrm_segments.SegmentPool
   labels: rrm_feedback.LabelDataset
   teacher: rrm_oracle.TeacherParams
+  hyper: Hyper
   env: brax_envs.State
   episodes: EpisodeStats
   key: jax.Array  # typed PRNG key of the run; iteration i uses fold_in(key, i)
@@ -79,13 +110,15 @@ class TrainState:
 class Train(NamedTuple):
   """What `make_train` builds.
 
-  `init(seed_key)` (jitted) makes the state before the first iteration;
+  `init(seed_key, hyper=None, teacher=None)` (jitted) makes the state
+  before the first iteration, with the config's hyperparameters and teacher
+  unless others are given (same program either way);
   `iteration(state)` (jitted, donates `state`) is one iteration, its
   randomness drawn from the state's own key; `evaluate(state, key)` (jitted)
   is the true-reward evaluation. `run_keys(seed)` gives the keys `run` uses.
   """
   config: rrm_config.TrainConfig
-  init: Callable[[jax.Array], TrainState]
+  init: Callable[..., TrainState]
   iteration: Callable[[TrainState], tuple[TrainState, dict]]
   evaluate: Callable[[TrainState, jax.Array], dict[str, jax.Array]]
   envs: rrm_envs.Envs
@@ -229,12 +262,17 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
 
   networks = rrm_ppo.make_networks(config.ppo, obs_size, act_size)
   policy_optimizer = rrm_ppo.make_optimizer(config.ppo)
-  ppo_update = rrm_ppo.make_ppo_update(config.ppo, networks, policy_optimizer)
+  ppo_update = rrm_ppo.make_ppo_update(config.ppo, networks)
   make_policy = ppo_networks.make_inference_fn(networks)
 
   model = rrm_reward.make_reward_model(rc.input, rc.hidden_layer_sizes,
                                        obs_size, act_size)
   reward_optimizer = optax.adamw(rc.learning_rate, weight_decay=rc.weight_decay)
+
+  def reward_optimizer_of(hyper: Hyper) -> optax.GradientTransformation:
+    # Same state structure as `reward_optimizer`, the run's own values.
+    return optax.adamw(hyper.reward_learning_rate,
+                       weight_decay=hyper.reward_weight_decay)
   reward_update = rrm_reward.make_reward_update(
       model, reward_optimizer, rc.batch_size, rc.num_steps, rc.heldout_every)
   initial_reward_update = rrm_reward.make_reward_update(
@@ -278,7 +316,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     return jax.random.uniform(key, obs.shape[:-1] + (act_size,), minval=-1.0,
                               maxval=1.0), {}
 
-  def init(seed_key: jax.Array, warm_labels) -> TrainState:
+  def init(seed_key: jax.Array, warm_labels, hyper: Hyper,
+           teacher: rrm_oracle.TeacherParams) -> TrainState:
     key, key_run, _ = jax.random.split(_as_typed_key(seed_key), 3)
     # Brax's envs and acting take raw uint32 keys; the state keeps a typed one.
     key = jax.random.key_data(key)
@@ -294,10 +333,6 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                                           counted=not fb.warm_start_extra)
     reward = rrm_reward.init_reward_state(model, reward_optimizer, key_reward,
                                           rc.ensemble_size)
-    oc = config.oracle
-    teacher = rrm_oracle.make_teacher(
-        beta=oc.beta, gamma=oc.gamma, mistake=oc.mistake, skip=oc.skip,
-        equal=oc.equal, forward_discount=oc.forward_discount)
     if learned:
       # Random-policy segments: enough steps that the pool fills up.
       per_env = -(-fb.pool_size // num_envs)
@@ -317,15 +352,16 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       if initial_to_ask:
         labels = ask_teacher(pool, returns, labels, teacher, initial_to_ask,
                              initial_to_ask, jnp.int32(-1), key_ask)
-      reward, _ = initial_reward_update(reward, labels, key_fit)
+      reward, _ = initial_reward_update(reward, labels, key_fit,
+                                        reward_optimizer_of(hyper))
       reward = rrm_reward.refit_normalizer(model, reward, labels,
-                                           rc.uncertainty_penalty)
+                                           hyper.uncertainty_penalty)
     zeros = jnp.zeros((num_envs,))
     return _strip_weak_types(TrainState(
         policy=rrm_ppo.init_policy(networks, policy_optimizer, obs_size,
                                    key_policy),
         reward=reward, pool=pool, labels=labels, teacher=teacher,
-        env=env_state,
+        hyper=hyper, env=env_state,
         episodes=EpisodeStats(zeros, zeros, zeros, zeros,
                               jnp.zeros((num_envs,), jnp.int32)),
         key=key_run, iteration=jnp.zeros((), jnp.int32)))
@@ -341,13 +377,13 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     if learned:
       reward_for_rl = rrm_reward.learned_reward(
           model, state.reward, data.observation, data.action, _outcome(data),
-          rc.uncertainty_penalty)
+          state.hyper.uncertainty_penalty)
     else:
       reward_for_rl = true_reward
     policy_state, metrics = ppo_update(
         state.policy,
         _to_ppo_layout(data._replace(reward=reward_for_rl),
-                       config.ppo.unroll_length), key_ppo)
+                       config.ppo.unroll_length), key_ppo, state.hyper.ppo)
     episode_end = 1.0 - data.discount
     episodes = _update_episode_stats(state.episodes, true_reward,
                                      reward_for_rl, episode_end)
@@ -374,9 +410,10 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                            queries_per_round, due, state.iteration, key_ask)
 
       def fit(reward_state):
-        reward_state, m = reward_update(reward_state, labels, key_fit)
+        reward_state, m = reward_update(reward_state, labels, key_fit,
+                                        reward_optimizer_of(state.hyper))
         return rrm_reward.refit_normalizer(model, reward_state, labels,
-                                           rc.uncertainty_penalty), m
+                                           state.hyper.uncertainty_penalty), m
 
       def keep(reward_state):
         return reward_state, {"reward/loss": jnp.float32(jnp.nan),
@@ -441,10 +478,15 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
   warm_arrays = None if warm is None else jax.tree.map(
       jnp.asarray, (warm.first, warm.second, warm.label))
 
-  def init_with_labels(seed_key: jax.Array) -> TrainState:
-    # Imported labels enter as an argument, not as constants of the program.
-    # Typed keys only, so raw and typed callers share one compiled program.
-    return init_jit(_as_typed_key(seed_key), warm_arrays)
+  def init_with_labels(seed_key: jax.Array, hyper: Hyper | None = None,
+                       teacher: rrm_oracle.TeacherParams | None = None
+                       ) -> TrainState:
+    # Imported labels and hyperparameters enter as arguments, not as
+    # constants of the program. Typed keys only, so raw and typed callers
+    # share one compiled program.
+    return init_jit(_as_typed_key(seed_key), warm_arrays,
+                    make_hyper(config) if hyper is None else hyper,
+                    make_teacher(config) if teacher is None else teacher)
 
   init_with_labels._cache_size = init_jit._cache_size  # pylint: disable=protected-access
   return Train(config=config, init=init_with_labels,
@@ -461,22 +503,24 @@ class WorkdirError(OSError):
   """The workdir cannot be written (permissions, a full disk, ...)."""
 
 
-def _config_differences(saved: dict[str, Any], now: dict[str, Any],
-                        prefix: str = "") -> list[str]:
+def config_differences(saved: dict[str, Any], now: dict[str, Any],
+                       resumable: Sequence[str] = RESUMABLE_CHANGES,
+                       prefix: str = "") -> list[str]:
+  """'field: saved x, now y' for each differing field, except `resumable`."""
   diffs = []
   for k in sorted(set(saved) | set(now)):
     name = prefix + k
-    if not prefix and k in RESUMABLE_CHANGES:
+    if not prefix and k in resumable:
       continue
     a, b = saved.get(k), now.get(k)
     if isinstance(a, dict) and isinstance(b, dict):
-      diffs += _config_differences(a, b, name + ".")
+      diffs += config_differences(a, b, resumable, name + ".")
     elif a != b and not (isinstance(a, list) and tuple(a) == b):
       diffs.append(f"{name}: saved {a!r}, now {b!r}")
   return diffs
 
 
-def _truncate_metrics(path: str, last_iteration: int) -> None:
+def truncate_metrics(path: str, last_iteration: int) -> None:
   """Drops metric lines after `last_iteration` (written after the checkpoint)."""
   if not os.path.exists(path):
     return
@@ -528,7 +572,7 @@ def nonfinite_problem(metrics: dict[str, float],
   return ("non-finite " + ", ".join(bad)) if bad else None
 
 
-def _check_writable(workdir: str) -> None:
+def check_writable(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".rrm-write-probe-{os.getpid()}")
@@ -633,7 +677,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
   """
   if train is None:
     train = make_train(config)
-  elif _config_differences(rrm_config.to_dict(train.config),
+  elif config_differences(rrm_config.to_dict(train.config),
                            rrm_config.to_dict(config)):
     raise ValueError("`train` was built for another config")
   seed_key, key_eval = run_keys(config.seed)
@@ -642,7 +686,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
   metrics_path = labels_path = None
   last_saved = None  # iteration of the latest checkpoint on disk
   if workdir is not None:
-    _check_writable(workdir)
+    check_writable(workdir)
     config_path = os.path.join(workdir, "config.json")
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     labels_path = os.path.join(workdir, "labels.npz")
@@ -666,7 +710,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
             saved = json.load(f)
         else:
           saved = checkpointer.metadata(step).get("config", {})
-        diffs = _config_differences(saved, rrm_config.to_dict(config))
+        diffs = config_differences(saved, rrm_config.to_dict(config))
         if diffs:
           raise rrm_config.ConfigError(
               f"{workdir} holds a run with another config; a resumed run may "
@@ -676,7 +720,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         if restored is not None:
           start, state, _ = restored
           last_saved = start
-          _truncate_metrics(metrics_path, start)
+          truncate_metrics(metrics_path, start)
           _keep_unsaved_labels(workdir, int(state.labels.count), start)
           if progress:
             progress(f"resumed from {checkpointer.directory} at iteration "

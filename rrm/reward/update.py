@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from brax.training.acme import running_statistics
@@ -64,7 +65,11 @@ def make_reward_update(
     batch_size: int, num_steps: int, heldout_every: int
 ) -> Callable[[RewardState, rrm_feedback.LabelDataset, jax.Array],
               tuple[RewardState, dict[str, jax.Array]]]:
-  """Builds `update(state, dataset, key) -> (state, metrics)`.
+  """Builds `update(state, dataset, key, optimizer=None) -> (state, metrics)`.
+
+  `optimizer`, if given, replaces the one given here for that call: one
+  with the same state structure but other (possibly traced) hyperparameters,
+  e.g. a swept learning rate.
 
   Each of `num_steps` steps gives every ensemble member its own minibatch of
   `batch_size` training labels drawn with replacement (a bootstrap, so members
@@ -85,7 +90,8 @@ def make_reward_update(
 
   grad_fn = jax.value_and_grad(member_loss, has_aux=True)
 
-  def member_step(params, opt_state, input_normalizer, dataset, n_train, key):
+  def member_step(params, opt_state, input_normalizer, dataset, n_train, key,
+                  optimizer):
     j = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n_train, 1))
     idx = _train_index(j, heldout_every)
     take = lambda x: x[idx]
@@ -101,8 +107,13 @@ def make_reward_update(
         (new_params, new_opt_state))
     return new_params, new_opt_state, loss, accuracy
 
+  default_optimizer = optimizer
+
   def update(state: RewardState, dataset: rrm_feedback.LabelDataset,
-             key: jax.Array) -> tuple[RewardState, dict[str, jax.Array]]:
+             key: jax.Array, optimizer: optax.GradientTransformation | None = None
+             ) -> tuple[RewardState, dict[str, jax.Array]]:
+    if optimizer is None:
+      optimizer = default_optimizer
     n_train = _num_train(dataset.count, heldout_every)
     ensemble_size = jax.tree.leaves(state.params)[0].shape[0]
 
@@ -110,7 +121,8 @@ def make_reward_update(
       params, opt_state = carry
       keys = jax.random.split(step_key, ensemble_size)
       params, opt_state, loss, accuracy = jax.vmap(
-          member_step, in_axes=(0, 0, None, None, None, 0))(
+          functools.partial(member_step, optimizer=optimizer),
+          in_axes=(0, 0, None, None, None, 0))(
               params, opt_state, state.input_normalizer, dataset, n_train,
               keys)
       return (params, opt_state), (loss, accuracy)
@@ -144,17 +156,22 @@ def label_accuracy(model: rrm_model.RewardModel, state: RewardState,
 
 
 def _ensemble_reward(member_rewards: jax.Array,
-                     uncertainty_penalty: float) -> jax.Array:
-  """mean_m r̂_m - lambda * std_m r̂_m over the member axis (axis 0)."""
+                     uncertainty_penalty: float | jax.Array) -> jax.Array:
+  """mean_m r̂_m - lambda * std_m r̂_m over the member axis (axis 0).
+
+  lambda may be a traced array (a swept hyperparameter); a Python 0 skips
+  the std.
+  """
   r = jnp.mean(member_rewards, axis=0)
-  if uncertainty_penalty:
-    r = r - uncertainty_penalty * jnp.std(member_rewards, axis=0)
-  return r
+  if isinstance(uncertainty_penalty, (int, float)) and not uncertainty_penalty:
+    return r
+  return r - uncertainty_penalty * jnp.std(member_rewards, axis=0)
 
 
 def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
                      dataset: rrm_feedback.LabelDataset,
-                     uncertainty_penalty: float = 0.0) -> RewardState:
+                     uncertainty_penalty: float | jax.Array = 0.0
+                     ) -> RewardState:
   """Refits output normalisation to the current model on the labelled segments.
 
   The learned reward handed to PPO is (mean_m r̂_m(x) - mu) / sigma, with mu
@@ -186,7 +203,7 @@ def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
 def learned_reward(model: rrm_model.RewardModel, state: RewardState,
                    observation: jax.Array, action: jax.Array,
                    next_observation: jax.Array,
-                   uncertainty_penalty: float = 0.0) -> jax.Array:
+                   uncertainty_penalty: float | jax.Array = 0.0) -> jax.Array:
   """The reward PPO maximises, [...] for transitions [..., features].
 
   (mean_m r̂_m - lambda std_m r̂_m - mu) / sigma: the ensemble mean, minus
