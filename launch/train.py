@@ -28,7 +28,6 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
 from launch import common
@@ -63,20 +62,10 @@ _REPORTED = (rrm_config.ConfigError, FileExistsError, rrm_train.WorkdirError,
              FloatingPointError)
 
 
-def _enable_compilation_cache() -> None:
-  """JAX's persistent compilation cache, on unless RRM_COMPILATION_CACHE=off."""
-  path = os.environ.get("RRM_COMPILATION_CACHE",
-                        os.path.expanduser("~/.cache/rrm/jax"))
-  if path.lower() == "off":
-    return
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  _enable_compilation_cache()
+  common.enable_compilation_cache()
   # Progress lines are the run's output; library INFO logs (orbax's save
   # threads, jax's backend probing) are noise unless --verbosity asks.
   if not flags.FLAGS["verbosity"].present:
