@@ -23,6 +23,21 @@ INSTALL_REQUIRES = [
     "tensorboardX==2.6.5",
 ]
 
+# DM Control tasks (walker_walk, cheetah_run) from MuJoCo Playground:
+# pip install -e '.[playground]'. 0.2.0, the newest, installs beside the pins
+# above without changing any (checked with `pip install --dry-run` and `pip
+# freeze`); its dm_control_suite models ship in the wheel, so no download
+# (Playground fetches mujoco_menagerie only for its locomotion/manipulation
+# envs, which rrm does not offer). warp-lang, lxml, mediapy and tqdm are its
+# requirements that nothing above brings, pinned at the versions checked.
+PLAYGROUND_REQUIRES = [
+    "playground==0.2.0",
+    "warp-lang==1.19.0",
+    "lxml==6.1.3",
+    "mediapy==1.2.7",
+    "tqdm==4.70.1",
+]
+
 setuptools.setup(
     name="rrm",
     version="0.1.0",
@@ -31,7 +46,9 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0"],
+        # Tests include a walker_walk smoke run, so CI installs Playground.
+        "test": ["pytest==9.2.0", *PLAYGROUND_REQUIRES],
+        "playground": PLAYGROUND_REQUIRES,
         # GPU: pip install -e '.[cuda]' (see BUILD.md).
         "cuda": ["jax[cuda12]==0.10.2"],
     },

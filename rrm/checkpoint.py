@@ -29,6 +29,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -93,8 +94,15 @@ def _host_leaf(x: Any) -> np.ndarray:
 
 
 def state_layout(tree: Any) -> str:
-  """SHA-256 of the tree structure and every leaf's shape and dtype."""
-  parts = [str(jax.tree.structure(tree))]
+  """SHA-256 of the tree structure and every leaf's shape and dtype.
+
+  Object addresses are left out of the structure: MJX physics states carry
+  static numpy arrays whose repr is `<... object at 0x...>`, which differs
+  from process to process for the same layout.
+  """
+  structure = re.sub(r" object at 0x[0-9a-fA-F]+>", " object>",
+                     str(jax.tree.structure(tree)))
+  parts = [structure]
   parts += [f"{leaf.shape}{leaf.dtype}" for leaf in jax.tree.leaves(tree)]
   return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
@@ -162,7 +170,7 @@ class Checkpointer:
             "state_sha256": state_digest(state), **metadata}
     try:
       self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state),
+          state=ocp.args.StandardSave(_without_empty(state)),
           metadata=ocp.args.JsonSave(meta)))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(
@@ -218,9 +226,10 @@ class Checkpointer:
           "version?); it is left untouched")
     try:
       state = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract))).state
+          state=ocp.args.StandardRestore(_without_empty(abstract)))).state
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"it does not restore ({_describe(e)})") from e
+    state = _with_empty(abstract, state)
     expected = metadata.get("state_sha256")
     if expected is not None and state_digest(state) != expected:
       raise CheckpointError("its state does not match the digest recorded "
@@ -258,6 +267,24 @@ class Checkpointer:
       self.wait()
     finally:
       self._manager.close()
+
+
+def _without_empty(tree: Any) -> Any:
+  """`tree` with its zero-size leaves replaced by None.
+
+  Orbax refuses to save zero-size arrays, and MJX physics states have many
+  (`act` of a model without activations, ...): every env on MJX (brax's `mjx`
+  backend, MuJoCo Playground) holds them. They carry no data beyond the shape
+  and dtype, which `_with_empty` takes back from the abstract state.
+  """
+  return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
+
+
+def _with_empty(abstract: Any, tree: Any) -> Any:
+  """Inverse of `_without_empty`: zero-size leaves from `abstract` put back."""
+  return jax.tree.map(
+      lambda a, x: np.zeros(a.shape, a.dtype) if a.size == 0 else x,
+      abstract, tree)
 
 
 def _uncommitted(x: Any) -> jax.Array:

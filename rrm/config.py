@@ -249,9 +249,12 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
   e = _section(cd, "env")
   name = e.name
   if name not in rrm_envs.available_envs():
-    _fail("env.name", name, "known envs are "
-          + ", ".join(repr(n) for n in rrm_envs.available_envs()))
+    _fail("env.name", name, rrm_envs.unknown_env_message(name))
   backend = _choice("env.backend", e.backend, rrm_envs.BACKENDS)
+  if name in rrm_envs.playground_envs() and backend != "mjx":
+    _fail("env.backend", backend,
+          f"env {name!r} is a MuJoCo Playground task, which runs on MJX only: "
+          "set 'mjx'")
   env = EnvConfig(
       name=name,
       backend=backend,

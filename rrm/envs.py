@@ -29,13 +29,27 @@ so that they never straddle an episode boundary (see `segments.py`).
 Evaluation always uses the standard task (with termination, its own episode
 length) and its true reward, so returns are comparable with the literature.
 
+DM Control tasks. B-Pref's (Lee et al. 2021) DeepMind Control Suite tasks come
+from MuJoCo Playground (`pip install -e '.[playground]'`), named as in B-Pref
+and dm_control (`walker_walk`, `cheetah_run`: Playground's `WalkerWalk`,
+`CheetahRun`; every task of its `dm_control_suite` is offered the same way).
+`PlaygroundEnv` puts them behind brax's `Env` interface, so brax's training
+wrappers and rrm's own apply unchanged. They run on MJX only
+(`env.backend="mjx"`); `env.kwargs` are Playground config overrides (its MJX
+`impl` is "jax" unless set). They have no early termination (fixed-length
+episodes, per-step reward in [0, 1]); a diverged (nan) state is their only
+`done`, handled like any failure above.
+
 The true reward and the env's reward components (`state.metrics`) travel beside
 the observations; the learner only ever sees observations and actions.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+import importlib.util
+import re
+from typing import Any, Mapping, NamedTuple
 
 import rrm  # noqa: F401  (imports brax quietly first)
 from brax import envs as brax_envs
@@ -58,9 +72,148 @@ _NO_TERMINATION_KWARGS = {
 }
 
 
+# B-Pref / PEBBLE tasks that MuJoCo Playground does not have, and why.
+_NO_QUADRUPED = ("MuJoCo Playground's dm_control_suite has no Quadruped task "
+                 "(checked: playground 0.2.0)")
+_PLAYGROUND_MISSING = {"quadruped_walk": _NO_QUADRUPED,
+                       "quadruped_run": _NO_QUADRUPED}
+_PLAYGROUND_INSTALL = "pip install -e '.[playground]'"
+
+
+@functools.cache
+def playground_envs() -> Mapping[str, str]:
+  """rrm name -> Playground registry name of its DM Control tasks.
+
+  rrm's names are B-Pref's and dm_control's (`walker_walk` for `WalkerWalk`).
+  Empty when MuJoCo Playground is not installed.
+  """
+  if importlib.util.find_spec("mujoco_playground") is None:
+    return {}
+  from mujoco_playground import dm_control_suite  # pylint: disable=g-import-not-at-top
+  return {re.sub(r"(?<!^)(?=[A-Z])", "_", n).lower(): n
+          for n in dm_control_suite.ALL_ENVS}
+
+
 def available_envs() -> tuple[str, ...]:
-  """Names of the Brax environments that can be made."""
-  return tuple(sorted(brax_envs._envs))  # pylint: disable=protected-access
+  """Names of the Brax and (if installed) Playground envs that can be made."""
+  return tuple(sorted({*brax_envs._envs, *playground_envs()}))  # pylint: disable=protected-access
+
+
+def unknown_env_message(name: str) -> str:
+  """Why env `name` cannot be made, and what to do (for config errors)."""
+  if name in _PLAYGROUND_MISSING:
+    return (f"{_PLAYGROUND_MISSING[name]}; known envs are "
+            + ", ".join(map(repr, available_envs())))
+  hint = ""
+  if not playground_envs():
+    hint = ("; DM Control tasks (walker_walk, cheetah_run, ...) need MuJoCo "
+            f"Playground, which is not installed: {_PLAYGROUND_INSTALL}")
+  return "known envs are " + ", ".join(map(repr, available_envs())) + hint
+
+
+class PlaygroundEnv(brax_base.Env):
+  """A MuJoCo Playground env behind brax's `Env` interface.
+
+  Playground's `State(data, obs, reward, done, metrics, info)` becomes brax's
+  `State` with `pipeline_state=data`, so brax's wrappers (which reset and
+  select `pipeline_state`) and rrm's work unchanged. The task's `metrics` (its
+  reward components, e.g. `reward/upright`) and `info` pass through; the keys
+  that outer wrappers add to either are kept but not shown to Playground.
+
+  Playground's `reset` and `step` are wrapped in `jax.jit`, not to compile
+  them apart (inside the trainer's jit they are inlined) but so that JAX
+  traces MJX's physics once per process: the trainer's init, iteration and
+  evaluation each trace the env again, and tracing MJX is slow (measured, the
+  walker_walk smoke launch on CPU: 35s of tracing without this, 9s with). That
+  is also why the env is shown only the entries it made: the same arguments
+  every time.
+  """
+
+  def __init__(self, env: Any):
+    """Wraps `env`.
+
+    Args:
+      env: a `mujoco_playground.MjxEnv`; rrm needs flat observations.
+    """
+    from mujoco_playground import State  # pylint: disable=g-import-not-at-top
+    self.playground_env = env
+    self._playground_state = State
+    self._reset = jax.jit(env.reset)
+    self._step = jax.jit(env.step)
+    first = jax.eval_shape(self._reset, jax.random.PRNGKey(0))
+    self._metric_keys = tuple(first.metrics)
+    self._info_keys = tuple(first.info)
+    obs = first.obs
+    self._observation_size = (obs.shape[-1] if hasattr(obs, "shape") else
+                              jax.tree.map(lambda x: x.shape, obs))
+
+  def reset(self, rng: jax.Array) -> brax_base.State:
+    s = self._reset(rng)
+    return brax_base.State(pipeline_state=s.data, obs=s.obs, reward=s.reward,
+                           done=s.done, metrics=dict(s.metrics),
+                           info=dict(s.info))
+
+  def step(self, state: brax_base.State,
+           action: jax.Array) -> brax_base.State:
+    s = self._step(self._playground_state(
+        data=state.pipeline_state, obs=state.obs, reward=state.reward,
+        done=state.done,
+        metrics={k: state.metrics[k] for k in self._metric_keys},
+        info={k: state.info[k] for k in self._info_keys}), action)
+    return state.replace(pipeline_state=s.data, obs=s.obs, reward=s.reward,
+                         done=s.done, metrics={**state.metrics, **s.metrics},
+                         info={**state.info, **s.info})
+
+  @property
+  def observation_size(self) -> brax_base.ObservationSize:
+    return self._observation_size
+
+  @property
+  def action_size(self) -> int:
+    return self.playground_env.action_size
+
+  @property
+  def backend(self) -> str:
+    return "mjx"
+
+  @property
+  def dt(self) -> float:
+    """Control timestep (seconds per env step)."""
+    return self.playground_env.dt
+
+
+# (name, overrides) -> PlaygroundEnv: a run's training and evaluation envs
+# share one, and with it the traced physics (see PlaygroundEnv).
+_PLAYGROUND_CACHE: dict[tuple[str, str], PlaygroundEnv] = {}
+
+
+def make_playground_env(name: str,
+                        overrides: Mapping[str, Any] | None = None
+                        ) -> PlaygroundEnv:
+  """The Playground DM Control task `name` (rrm's name) as a brax `Env`.
+
+  Args:
+    name: e.g. "walker_walk" (see `playground_envs`).
+    overrides: Playground config overrides (e.g. `impl`, `ctrl_dt`); MJX's
+      `impl` defaults to "jax" (Playground's own default, "warp", needs an
+      NVIDIA GPU; rrm is tested with "jax").
+
+  Raises:
+    ValueError: `name` is not a Playground task, or Playground is missing.
+  """
+  if not playground_envs():
+    raise ValueError(f"env {name!r} needs MuJoCo Playground, which is not "
+                     f"installed: {_PLAYGROUND_INSTALL}")
+  if name not in playground_envs():
+    raise ValueError(f"env {name!r} is not a Playground task: "
+                     + unknown_env_message(name))
+  overrides = {"impl": "jax", **(overrides or {})}
+  key = (name, repr(sorted(overrides.items())))
+  if key not in _PLAYGROUND_CACHE:
+    from mujoco_playground import registry  # pylint: disable=g-import-not-at-top
+    _PLAYGROUND_CACHE[key] = PlaygroundEnv(registry.load(
+        playground_envs()[name], config_overrides=overrides))
+  return _PLAYGROUND_CACHE[key]
 
 
 class FixedHorizonWrapper(brax_base.Wrapper):
@@ -164,9 +317,15 @@ def make_base_env(config: rrm_config.EnvConfig, fixed_horizon: bool):
             and config.name in _NO_TERMINATION_KWARGS)
   if native:
     kwargs = {**_NO_TERMINATION_KWARGS[config.name], **kwargs}
-  env = OutcomeObservationWrapper(NonFiniteGuardWrapper(
-      brax_envs.get_environment(config.name, backend=config.backend,
-                                **kwargs)))
+  if config.name in brax_envs._envs:  # pylint: disable=protected-access
+    env = brax_envs.get_environment(config.name, backend=config.backend,
+                                    **kwargs)
+  else:
+    if config.backend != "mjx":
+      raise ValueError(f"env {config.name!r} (MuJoCo Playground) runs on MJX "
+                       f"only; backend is {config.backend!r}, set 'mjx'.")
+    env = make_playground_env(config.name, kwargs)
+  env = OutcomeObservationWrapper(NonFiniteGuardWrapper(env))
   if fixed_horizon and not native:
     env = FixedHorizonWrapper(env, config.failure_reward,
                               reset_on_failure=config.on_failure == "reset")
