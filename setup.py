@@ -38,6 +38,9 @@ PLAYGROUND_REQUIRES = [
     "tqdm==4.70.1",
 ]
 
+# Cluster backends of launch/sweep.py: Slurm through submitit.
+LAUNCH_REQUIRES = ["submitit==1.5.4", "cloudpickle==3.1.2"]
+
 setuptools.setup(
     name="rrm",
     version="0.1.0",
@@ -46,9 +49,11 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # Tests include a walker_walk smoke run, so CI installs Playground.
-        "test": ["pytest==9.2.0", *PLAYGROUND_REQUIRES],
+        # Tests include a walker_walk smoke run and the Slurm backend on
+        # submitit's local executor, so CI installs both.
+        "test": ["pytest==9.2.0", *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES],
         "playground": PLAYGROUND_REQUIRES,
+        "launch": LAUNCH_REQUIRES,
         # GPU: pip install -e '.[cuda]' (see BUILD.md).
         "cuda": ["jax[cuda12]==0.10.2"],
     },

@@ -28,10 +28,8 @@ as columns, final and best true return, labels-to-threshold, steps, wall
 time) and the grouped report (launch/report.py) is printed.
 
 Worker mode (what backends run): `--unit=NAME` runs one unit in this
-process. Several hosts run one unit together with `--distributed` (JAX's
-cluster auto-detection: Slurm, TPU pods, ...) or `--coordinator_address
---num_processes --process_id`; the member axis then spans every process's
-devices.
+process, its member axis sharded over this process's devices. (One unit
+over several hosts is not supported yet; see BUILD.md.)
 """
 
 from __future__ import annotations
@@ -41,8 +39,10 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 from absl import app
 from absl import flags
@@ -78,15 +78,6 @@ _SLURM_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 1,
                                    "slurm: GPUs per task.")
 _SLURM_ARRAY_PARALLELISM = flags.DEFINE_integer(
     "slurm_array_parallelism", 64, "slurm: tasks of the array running at once.")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Worker: jax.distributed.initialize() with JAX's "
-    "cluster auto-detection.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "Worker: multi-host coordinator host:port.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
-                                      "Worker: processes in the multi-host run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None,
-                                   "Worker: this process's id.")
 flags.mark_flags_as_required(["sweep", "workdir"])
 
 
@@ -128,16 +119,6 @@ def finished(workdir: str, unit) -> bool:
   return os.path.exists(os.path.join(workdir, unit.name, "results.jsonl"))
 
 
-def _initialize_distributed() -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  if _COORDINATOR.value or _NUM_PROCESSES.value is not None:
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
-  elif _DISTRIBUTED.value:
-    jax.distributed.initialize()
-
-
 def run_unit(spec: str, workdir: str, name: str, max_members: int) -> str:
   """Worker: runs one unit here. Returns a one-line outcome."""
   from rrm import preemption  # pylint: disable=g-import-not-at-top
@@ -161,14 +142,33 @@ def _worker_argv(name: str) -> list[str]:
           f"--max_members={_MAX_MEMBERS.value}"]
 
 
-def run_local(units, workdir: str) -> list[str]:
-  """Runs units as subprocesses, `--parallel` at a time. Returns failures."""
+def run_local(units, workdir: str) -> tuple[list[str], list[str]]:
+  """Runs units as subprocesses, `--parallel` at a time.
+
+  Returns (failed, stopped) unit descriptions.
+
+  SIGTERM or SIGINT to this process is passed on to the running units (each
+  saves a checkpoint and exits; a relaunch resumes them) and no new unit
+  starts.
+  """
   gpus = _GPUS.value
   parallel = max(1, _PARALLEL.value)
   per_gpu = math.ceil(parallel / len(gpus)) if gpus else 0
+  running: set[subprocess.Popen] = set()
+  lock = threading.Lock()
+  stopping = threading.Event()
+
+  def forward(signum, frame):
+    del frame
+    stopping.set()
+    with lock:
+      for p in running:
+        p.send_signal(signum)
 
   def launch(slot_and_unit):
     slot, unit = slot_and_unit
+    if stopping.is_set():
+      return "stopped", unit.name
     env = dict(os.environ)
     if gpus:
       env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
@@ -176,17 +176,32 @@ def run_local(units, workdir: str) -> list[str]:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / per_gpu:.3f}"
     log = os.path.join(workdir, f"{unit.name}.log")
     with open(log, "a") as f:
-      rc = subprocess.call(_worker_argv(unit.name), env=env, stdout=f,
-                           stderr=subprocess.STDOUT, cwd=os.getcwd())
+      with lock:
+        proc = subprocess.Popen(_worker_argv(unit.name), env=env, stdout=f,
+                                stderr=subprocess.STDOUT, cwd=os.getcwd())
+        running.add(proc)
+      rc = proc.wait()
+      with lock:
+        running.discard(proc)
     with open(log) as f:
       tail = f.read().strip().splitlines()[-1:] or [""]
     print(f"{unit.name}: exit {rc}: {tail[0]}", flush=True)
-    return None if rc == 0 else f"{unit.name} (exit {rc}; log {log})"
+    if rc == 0:
+      return (None, None) if finished(workdir, unit) else ("stopped",
+                                                           unit.name)
+    return "failed", f"{unit.name} (exit {rc}; log {log})"
 
-  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-    outcomes = list(pool.map(launch, [(i % parallel, u)
-                                      for i, u in enumerate(units)]))
-  return [o for o in outcomes if o]
+  previous = {s: signal.signal(s, forward)
+              for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+      outcomes = list(pool.map(launch, [(i % parallel, u)
+                                        for i, u in enumerate(units)]))
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  return ([o for kind, o in outcomes if kind == "failed"],
+          [o for kind, o in outcomes if kind == "stopped"])
 
 
 class _SlurmUnit:
@@ -205,7 +220,7 @@ class _SlurmUnit:
     return submitit.helpers.DelayedSubmission(self, name)
 
 
-def run_slurm(units, workdir: str) -> list[str]:
+def run_slurm(units, workdir: str) -> tuple[list[str], list[str]]:
   try:
     import submitit  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -228,7 +243,7 @@ def run_slurm(units, workdir: str) -> list[str]:
       print(f"{unit.name}: {job.result()}", flush=True)
     except Exception as e:  # pylint: disable=broad-except
       failures.append(f"{unit.name} (job {job.job_id}: {e})")
-  return failures
+  return failures, []
 
 
 def main(argv):
@@ -242,7 +257,6 @@ def main(argv):
   workdir = _WORKDIR.value
   try:
     if _UNIT.value:
-      _initialize_distributed()
       print(run_unit(_SWEEP.value, workdir, _UNIT.value, _MAX_MEMBERS.value))
       return
     units = plan(_SWEEP.value, workdir, _MAX_MEMBERS.value)
@@ -259,13 +273,17 @@ def main(argv):
   pending = [u for u in units if not finished(workdir, u)]
   if len(pending) < len(units):
     print(f"skipping {len(units) - len(pending)} finished units")
-  failures = (run_local if _BACKEND.value == "local" else run_slurm)(
-      pending, workdir)
+  failures, stopped = (run_local if _BACKEND.value == "local" else
+                       run_slurm)(pending, workdir)
   rows = sweep_report.collect(workdir, [u.name for u in units])
   if rows:
     print(sweep_report.format_table(sweep_report.aggregate(rows)))
   if failures:
     sys.exit("error: work units failed: " + "; ".join(failures))
+  if stopped:
+    print(f"done: stopped; {len(stopped)} units unfinished ("
+          + ", ".join(stopped) + "); relaunch the same command to resume")
+    return
   print(f"done: {len(units)} units, results in "
         f"{os.path.join(workdir, 'results.jsonl')}")
 

@@ -17,8 +17,8 @@ launcher (launch/sweep.py) splits those into separate work units.
 Devices. The member axis is sharded over the given devices (default: all
 local ones) with a 1-D mesh `("members",)`; S is padded up to a multiple of
 the device count by repeating the last member, whose copies are computed and
-never reported. Several hosts: call `jax.distributed.initialize()` first
-(launch/common.py does, on flags) and the mesh spans every process's devices.
+never reported. (The host loop `run_sweep` runs in one process; several
+hosts for one sweep are not supported yet.)
 
 Exactness. A member of a sweep computes what its run alone computes (same
 seed, same hyperparameters, both through the same state-held `Hyper`), but
@@ -214,10 +214,11 @@ def _stack(trees: Sequence[Any]) -> Any:
 
 def make_sweep(configs: Sequence[rrm_config.TrainConfig],
                devices: Sequence[jax.Device] | None = None) -> Sweep:
-  """Builds the vmapped, sharded program of a sweep (compiled lazily)."""
+  """Builds the vmapped program of a sweep, sharded over `devices` (default:
+  the local devices); compiled lazily."""
   configs = tuple(configs)
   check_members(configs)
-  devices = list(devices) if devices is not None else jax.devices()
+  devices = list(devices) if devices is not None else jax.local_devices()
   size = len(configs)
   padded = -(-size // len(devices)) * len(devices)
   members = configs + (configs[-1],) * (padded - size)
@@ -413,7 +414,7 @@ def run_sweep(members: Sequence[Member], workdir: str,
                  f"{sps:,.0f} env steps/s in all"
                  + ("" if ret is None else ", eval return " + " ".join(
                      f"{r:.0f}" for r in ret[:sweep.size])))
-      if requested:
+      if requested and it < c0.num_iterations:
         stopped = requested
         break
   finally:

@@ -232,7 +232,7 @@ def test_sharded_over_four_devices_equals_unsharded(swept, tmp_path):
                                  err_msg=f"iteration {i + 1}, {k}")
 
 
-def _write_sweep_file(path):
+def _write_sweep_file(path, num_iterations=(1, 2)):
   path.write_text(textwrap.dedent(f"""
       from experiments.configs import inverted_pendulum
       from rrm import sweep
@@ -241,7 +241,7 @@ def _write_sweep_file(path):
         base = inverted_pendulum.get_config("smoke")
         base.checkpoint_every = 1
         return sweep.SweepDef(base=base, members=sweep.product(
-            sweep.values("num_iterations", [1, 2]),
+            sweep.values("num_iterations", {list(num_iterations)}),
             sweep.values("seed", [0, 1]),
             [{{}}, {{"ppo.learning_rate": 1e-3}}]))
       """))
@@ -292,3 +292,22 @@ def test_local_launcher_runs_grid_reports_and_skips_finished(swept, tmp_path):
   other = subprocess.run(cmd, cwd=ROOT, env=launcher_env(),
                          capture_output=True, text=True, timeout=300)
   assert other.returncode == 1 and "holds another sweep" in other.stderr
+
+
+def test_slurm_backend_through_submitit_local_executor(swept, tmp_path):
+  """The Slurm path (job array of units, requeue-able tasks) on submitit's
+  local executor: same unit program, loaded from the compilation cache."""
+  pytest.importorskip("submitit")
+  sweep_file = tmp_path / "one.py"
+  _write_sweep_file(sweep_file, num_iterations=(1,))
+  workdir = tmp_path / "sweep"
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
+       f"--workdir={workdir}", "--backend=slurm", "--slurm_cluster=local"],
+      cwd=ROOT, env=launcher_env(), capture_output=True, text=True,
+      timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  assert "u000_num_iterations=1 done: 4 members" in proc.stdout
+  rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
+  assert [r["member"] for r in rows] == [0, 1, 2, 3]
+  assert list((workdir / "slurm").glob("*_0_log.out"))
