@@ -1,0 +1,182 @@
+"""Recursive reward modeling's pure core: trees, limited and assisted users."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rrm import envs as rrm_envs
+from rrm import oracle
+from rrm import recursive as rec
+from brax import envs as brax_envs
+
+HOPPER = {"name": "hop", "children": [
+    {"name": "progress", "aspect": "reward_forward"},
+    {"name": "upkeep", "children": [
+        {"name": "healthy", "aspect": "reward_healthy"},
+        {"name": "energy", "aspect": "reward_ctrl", "weight": 1.0}]}]}
+
+DEEP = {"name": "root", "children": [
+    {"name": "a", "weight": 2.0, "children": [
+        {"name": "a1", "aspect": "x1", "weight": 0.5},
+        {"name": "a2", "aspect": "x2", "weight": -1.0}]},
+    {"name": "b", "weight": 0.5, "children": [
+        {"name": "b1", "aspect": "x3"},
+        {"name": "b2", "weight": 3.0, "children": [
+            {"name": "b21", "aspect": "x4"}]}]}]}
+
+
+def test_parse_validate_and_refuse_malformed_trees():
+  tree = rec.parse_tree(DEEP)
+  rec.validate(tree, ["x1", "x2", "x3", "x4"])
+  assert rec.depth(tree) == 4
+  assert rec.aspect_names(tree) == ("x1", "x2", "x3", "x4")
+  assert [[n.name for n in level] for level in rec.levels(tree)] == [
+      ["root"], ["a", "b"], ["a1", "a2", "b1", "b2"], ["b21"]]
+  bad = [
+      ({"name": "r", "aspect": "x1", "children": [{"name": "c",
+                                                   "aspect": "x2"}]},
+       "not both"),
+      ({"name": "r"}, "not both and not neither"),
+      ({"name": "r", "children": [{"name": "c", "aspect": "x1",
+                                   "weight": "1"}]}, "finite number"),
+      ({"name": "r", "children": [{"name": "c", "aspect": "x1", "wieght": 1}]},
+       "unknown keys"),
+  ]
+  for spec, msg in bad:
+    with pytest.raises(rec.TreeError, match=msg):
+      rec.parse_tree(spec)
+  with pytest.raises(rec.TreeError, match="depth >= 2"):
+    rec.validate(rec.TaskNode("r", aspect="x1"), ["x1"])
+  with pytest.raises(rec.TreeError, match=r"x9.*not reward components"):
+    rec.validate(rec.parse_tree({"name": "r", "children": [
+        {"name": "c", "aspect": "x9"}]}), ["x1"])
+  with pytest.raises(rec.TreeError, match="unique"):
+    rec.validate(rec.parse_tree({"name": "r", "children": [
+        {"name": "r", "aspect": "x1"}]}), ["x1"])
+
+
+def test_node_weights_are_products_along_paths():
+  w = rec.node_weights(rec.parse_tree(DEEP))
+  np.testing.assert_allclose(w["a"], [0.5, -1.0, 0, 0])
+  np.testing.assert_allclose(w["b"], [0, 0, 1.0, 3.0])
+  np.testing.assert_allclose(w["root"], [1.0, -2.0, 0.5, 1.5])
+  np.testing.assert_allclose(w["b21"], [0, 0, 0, 1.0])
+
+
+def test_hopper_tree_root_reproduces_the_env_reward():
+  """Brax hopper's reward is the sum of its components (no termination)."""
+  tree = rec.parse_tree(HOPPER)
+  env = brax_envs.get_environment("hopper", backend="positional",
+                                  terminate_when_unhealthy=False)
+  names = rec.aspect_names(tree)
+
+  @jax.jit
+  def roll(key):
+    state = jax.vmap(env.reset)(jax.random.split(key, 4))
+
+    def body(s, k):
+      a = jax.random.uniform(k, (4, env.action_size), minval=-1, maxval=1)
+      s = jax.vmap(env.step)(s, a)
+      return s, (jnp.stack([s.metrics[n] for n in names], -1), s.reward)
+
+    return jax.lax.scan(body, state, jax.random.split(key, 40))[1]
+
+  aspects, reward = roll(jax.random.PRNGKey(0))
+  rec.validate(tree, list(jax.eval_shape(env.reset,
+                                         jax.random.PRNGKey(0)).metrics))
+  rec.check_root_matches_reward(tree, np.asarray(aspects), np.asarray(reward))
+  assert np.ptp(np.asarray(aspects)[..., 0]) > 0  # progress varies
+  wrong = rec.parse_tree({**HOPPER, "children": [
+      {"name": "progress", "aspect": "reward_forward", "weight": 2.0},
+      HOPPER["children"][1]]})
+  with pytest.raises(rec.TreeError, match="does not reproduce"):
+    rec.check_root_matches_reward(wrong, np.asarray(aspects),
+                                  np.asarray(reward))
+  assert "hopper" in rrm_envs.available_envs()
+
+
+def _pairs(n=4096, length=10, k=4, seed=0):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  return (jax.random.normal(k1, (n, length, k)),
+          jax.random.normal(k2, (n, length, k)))
+
+
+@pytest.mark.parametrize("teacher", list(oracle.PRESETS))
+def test_perfect_helpers_make_the_assisted_user_the_full_view_oracle(teacher):
+  """Depth 3: perfect helpers of the root's children assess each child's
+  value exactly; the assisted user's labels then equal the full view's."""
+  tree = rec.parse_tree(DEEP)
+  w = {k: jnp.asarray(v) for k, v in rec.node_weights(tree).items()}
+  child_w = jnp.asarray([c.weight for c in tree.children])
+  s1, s2 = _pairs()
+  # Perfect helpers: child c's per-step value W[c] @ aspects.
+  h1 = jnp.stack([s1 @ w[c.name] for c in tree.children], -1)
+  h2 = jnp.stack([s2 @ w[c.name] for c in tree.children], -1)
+  params = oracle.preset(teacher)
+  keys = jax.random.split(jax.random.PRNGKey(1), s1.shape[0])
+  ref = 3.0
+  full = jax.vmap(rec.full_view_label, in_axes=(None, None, 0, 0, 0, None))(
+      params, w["root"], s1, s2, keys, ref)
+  assisted = jax.vmap(rec.assisted_label,
+                      in_axes=(None, None, 0, 0, 0, None))(
+                          params, child_w, h1, h2, keys, ref)
+  decided = ~full[1]
+  agree = np.mean(np.asarray(full[0] == assisted[0])[np.asarray(decided)])
+  # Float sums in another order can move a pair across an equal/skip
+  # threshold or a Bernoulli draw only at measure-zero boundaries.
+  assert agree >= 0.999, agree
+  np.testing.assert_array_equal(full[1], assisted[1])
+
+
+def test_limited_user_misses_aspects_and_loses_rationality():
+  tree = rec.parse_tree(DEEP)
+  names = rec.aspect_names(tree)
+  w = jnp.asarray(rec.node_weights(tree)["root"])
+  s1, s2 = _pairs(n=20000)
+  keys = jax.random.split(jax.random.PRNGKey(2), s1.shape[0])
+  label = jax.vmap(rec.limited_label,
+                   in_axes=(None, None, None, 0, 0, 0, None))
+  perfect = oracle.preset("oracle")
+  full = jax.vmap(rec.full_view_label, in_axes=(None, None, 0, 0, 0, None))(
+      perfect, w, s1, s2, keys, 1.0)[0]
+  everything = rec.make_limited_user(names, names)
+  np.testing.assert_array_equal(label(perfect, everything, w, s1, s2, keys,
+                                      1.0)[0], full)
+  # Perceiving only the most salient aspect (x2, weight -2): agreement with
+  # the full view drops well below 1 but stays above chance.
+  salient = rec.make_limited_user(names, ["x2"])
+  part = label(perfect, salient, w, s1, s2, keys, 1.0)[0]
+  agreement = float(np.mean(np.asarray(part == full)))
+  assert 0.6 < agreement < 0.9, agreement
+  # Boltzmann: beta / n^decay with n = 4 perceived aspects.
+  stoch = oracle.preset("stoch", beta=2.0)
+  tired = rec.make_limited_user(names, names, decay=1.0)
+  got = label(stoch, tired, w, s1, s2, keys, 1.0)[0]
+  r1, r2 = np.asarray(s1 @ w).sum(-1), np.asarray(s2 @ w).sum(-1)
+  p = 1 / (1 + np.exp(-(2.0 / 4.0) * (r2 - r1)))
+  # Mean label vs mean probability over 20000 independent draws.
+  assert abs(float(np.mean(np.asarray(got))) - p.mean()) < 4 * np.sqrt(
+      0.25 / len(p))
+  with pytest.raises(rec.TreeError, match="not in the tree"):
+    rec.make_limited_user(names, ["x7"])
+
+
+def test_budget_split_is_exact_on_a_depth_3_tree():
+  tree = rec.parse_tree(DEEP)
+  for budget in (0, 1, 7, 100, 999, 1000):
+    for fractions in ([0.5, 0.25, 0.2, 0.05], [1, 1, 1, 1], [0, 0, 1, 0]):
+      parts = rec.node_budgets(tree, budget, fractions)
+      assert sum(parts.values()) == budget
+      assert set(parts) == {n.name for n in rec.nodes(tree)}
+      levels = rec.levels(tree)
+      share = np.asarray(fractions, float) / np.sum(fractions) * budget
+      for level, target in zip(levels, share):
+        got = sum(parts[n.name] for n in level)
+        assert abs(got - target) < 1, (budget, fractions)
+        counts = [parts[n.name] for n in level]
+        assert max(counts) - min(counts) <= 1
+  with pytest.raises(rec.TreeError, match="4 levels"):
+    rec.node_budgets(tree, 10, [0.5, 0.5])
+  with pytest.raises(rec.TreeError, match="non-negative"):
+    rec.split_budget(10, [-1, 2])
