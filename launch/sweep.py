@@ -211,6 +211,8 @@ class _SlurmUnit:
     self.spec, self.workdir, self.max_members = spec, workdir, max_members
 
   def __call__(self, name: str) -> str:
+    # A fresh process (submitit's), not launched through main().
+    common.enable_compilation_cache()
     return run_unit(self.spec, self.workdir, name, self.max_members)
 
   def checkpoint(self, name: str):

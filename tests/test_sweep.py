@@ -88,7 +88,7 @@ def test_members_equal_their_solo_runs(smoke, swept):
   configs = _configs()
   assert rrm_config.program_key(configs[0]) == rrm_config.program_key(
       smoke.config)
-  for j, config in enumerate(configs):
+  for j, config in enumerate(configs[:3]):  # 3 diverges: nan on both sides
     init, history, _ = _solo(smoke, config)
     member_init = rrm_sweep.member_state(swept["init"], j)
     np.testing.assert_array_equal(init.labels.label, member_init.labels.label)
@@ -157,7 +157,9 @@ def test_plan_groups_by_program_and_validates_every_member():
 def test_run_sweep_stops_resumes_exactly_and_reports_divergence(swept,
                                                                 tmp_path):
   sweep = swept["sweep"]
-  members = [rrm_sweep.Member(c, o) for c, o in zip(_configs(), MEMBERS)]
+  # 4 iterations (a host-loop setting: the same program as `swept`'s).
+  members = [rrm_sweep.Member(c, o) for c, o in zip(
+      _configs([{**m, "num_iterations": 4} for m in MEMBERS]), MEMBERS)]
   workdir = str(tmp_path / "unit")
   calls = {"n": 0}
 
@@ -194,45 +196,9 @@ def test_run_sweep_stops_resumes_exactly_and_reports_divergence(swept,
   assert all(r["labels_spent"] == config.feedback.budget for r in rows)
 
 
-def test_sharded_over_four_devices_equals_unsharded(swept, tmp_path):
-  out = tmp_path / "sharded.npz"
-  script = textwrap.dedent(f"""
-      import os, sys
-      import jax, numpy as np
-      sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]
-      jax.config.update("jax_compilation_cache_dir",
-                        os.environ["RRM_COMPILATION_CACHE"])
-      from test_sweep import _configs, ITERATIONS
-      from rrm import sweep as rrm_sweep
-      assert len(jax.devices()) == 4, jax.devices()
-      sweep = rrm_sweep.make_sweep(_configs())
-      states = sweep.init()
-      spec = jax.tree.leaves(states)[0].sharding.spec
-      assert tuple(spec)[:1] == ("members",), spec
-      out = {{}}
-      for i in range(ITERATIONS):
-        states, m = sweep.iteration(states)
-        for k, v in m.items():
-          out[f"{{i}}/{{k}}"] = np.asarray(v)
-      np.savez({str(out)!r}, **out)
-      """)
-  env = launcher_env(
-      XLA_FLAGS="--xla_force_host_platform_device_count=4",
-      JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  sharded = np.load(out)
-  for i in range(ITERATIONS):
-    for k in COMPARED:
-      # Each device runs one member: the same batched kernels at batch 1
-      # instead of 4 (see test_members_equal_their_solo_runs).
-      np.testing.assert_allclose(sharded[f"{i}/{k}"], swept["history"][i][k],
-                                 rtol=1e-5, atol=1e-6,
-                                 err_msg=f"iteration {i + 1}, {k}")
-
-
 def _write_sweep_file(path, num_iterations=(1, 2)):
+  """Units by num_iterations (a host-loop setting: same program), each with
+  the `MEMBERS` of the in-process sweep."""
   path.write_text(textwrap.dedent(f"""
       from experiments.configs import inverted_pendulum
       from rrm import sweep
@@ -242,55 +208,69 @@ def _write_sweep_file(path, num_iterations=(1, 2)):
         base.checkpoint_every = 1
         return sweep.SweepDef(base=base, members=sweep.product(
             sweep.values("num_iterations", {list(num_iterations)}),
-            sweep.values("seed", [0, 1]),
-            [{{}}, {{"ppo.learning_rate": 1e-3}}]))
+            {list(MEMBERS)!r}))
       """))
 
 
-def test_local_launcher_runs_grid_reports_and_skips_finished(swept, tmp_path):
-  """2 x 2 x 2 grid: 2 units (num_iterations changes the host loop), 4
-  members each (seeds x learning rates share one program: the one `swept`
-  compiled, loaded here from the compilation cache)."""
+def test_local_launcher_sharded_units_reports_and_skips_finished(swept,
+                                                                 tmp_path):
+  """Two units (num_iterations 1 and 2) of the 4 `MEMBERS`, run one after the
+  other by the local backend with 4 host devices: each unit's program is
+  sharded one member per device (compiled by the first unit, loaded from the
+  cache by the second). The sharded members equal the unsharded in-process
+  sweep (`swept`) to float32 rounding, as members equal solo runs (see
+  test_members_equal_their_solo_runs: there the batch is 4 wide, here 1)."""
   sweep_file = tmp_path / "grid.py"
   _write_sweep_file(sweep_file)
   workdir = tmp_path / "sweep"
   cmd = [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
-         f"--workdir={workdir}", "--parallel=2"]
-  proc = subprocess.run(cmd, cwd=ROOT, env=launcher_env(), capture_output=True,
+         f"--workdir={workdir}", "--parallel=1"]
+  env = launcher_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   units = ["u000_num_iterations=1", "u001_num_iterations=2"]
   for unit in units:
     assert os.path.exists(workdir / unit / "results.jsonl"), proc.stdout
-    for j in range(4):
-      assert (workdir / unit / "members" / f"{j:03d}" / "metrics.jsonl").exists()
+  # Sharded (4 devices, launched) vs unsharded (1 device, in-process).
+  for j in range(len(MEMBERS)):
+    path = workdir / units[1] / "members" / f"{j:03d}" / "metrics.jsonl"
+    history = [json.loads(line) for line in open(path)]
+    assert [m["iteration"] for m in history] == [1, 2]
+    for i, m in enumerate(history):
+      for k in COMPARED:
+        want = float(swept["history"][i][k][j])
+        got = m[k] if m[k] is not None else float("nan")
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"member {j}, iteration {i + 1}, {k}")
   rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
   assert len(rows) == 8
   assert {r["unit"] for r in rows} == set(units)
   assert sorted(r["iterations"] for r in rows) == [1] * 4 + [2] * 4
-  assert all(r["final_return"] is not None for r in rows)
-  groups = sweep_report.aggregate(rows)
-  assert len(groups) == 4  # num_iterations x learning rate; seeds replicate
-  for g in groups:
-    assert g["n"] == 2
+  assert [r["diverged"] is not None for r in rows] == [False] * 3 + [True] + [
+      False] * 3 + [True]
+  groups = sweep_report.aggregate(rows, group_by=["num_iterations", "seed"])
+  assert [(g["num_iterations"], g["seed"], g["n"], g["diverged"])
+          for g in groups] == [(1, 0, 3, 0), (1, 1, 1, 1), (2, 0, 3, 0),
+                               (2, 1, 1, 1)]
+  for g in groups[::2]:
     mine = [r["final_return"] for r in rows
-            if r["num_iterations"] == g["num_iterations"]
-            and r.get("ppo.learning_rate") == g["ppo.learning_rate"]]
+            if r["num_iterations"] == g["num_iterations"] and r["seed"] == 0]
     assert g["final_return"] == pytest.approx(np.mean(mine))
-    half = 12.706 * np.std(mine, ddof=1) / np.sqrt(2)
+    half = 4.303 * np.std(mine, ddof=1) / np.sqrt(3)
     assert g["final_return_ci95"] == pytest.approx(half)
   assert "final return" in proc.stdout and "done: 2 units" in proc.stdout
   # A relaunch finds both units finished and runs nothing.
   mtime = os.path.getmtime(workdir / units[0] / "results.jsonl")
-  again = subprocess.run(cmd, cwd=ROOT, env=launcher_env(),
-                         capture_output=True, text=True, timeout=300)
+  again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "skipping 2 finished units" in again.stdout
   assert os.path.getmtime(workdir / units[0] / "results.jsonl") == mtime
   # Another sweep on the same workdir is refused.
-  sweep_file.write_text(sweep_file.read_text().replace("[0, 1]", "[0, 2]"))
-  other = subprocess.run(cmd, cwd=ROOT, env=launcher_env(),
-                         capture_output=True, text=True, timeout=300)
+  sweep_file.write_text(sweep_file.read_text().replace("[1, 2]", "[1, 3]"))
+  other = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
   assert other.returncode == 1 and "holds another sweep" in other.stderr
 
 
@@ -307,7 +287,7 @@ def test_slurm_backend_through_submitit_local_executor(swept, tmp_path):
       cwd=ROOT, env=launcher_env(), capture_output=True, text=True,
       timeout=900)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-  assert "u000_num_iterations=1 done: 4 members" in proc.stdout
+  assert "u000_num_iterations=1 done: 4 members" in proc.stdout, proc.stdout
   rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
   assert [r["member"] for r in rows] == [0, 1, 2, 3]
   assert list((workdir / "slurm").glob("*_0_log.out"))
