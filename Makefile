@@ -1,6 +1,6 @@
 # make run   -- train inverted_pendulum by reward modeling (200 oracle labels)
 # make test  -- the CPU test suite
-# make bench -- throughput against brax's ppo.train; checkpoint cost
+# make bench -- throughput against brax's ppo.train; checkpoint cost; sweep scaling
 # Each target creates .venv and installs rrm with its pinned dependencies first.
 PYTHON ?= python3
 VENV := .venv
@@ -30,6 +30,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput
 	$(PY) -m benchmarks.checkpoint
+	$(PY) -m benchmarks.sweep_scaling --skip_sequential_above=4
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
