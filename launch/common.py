@@ -53,3 +53,17 @@ def enable_compilation_cache() -> None:
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def start(argv: list[str]) -> None:
+  """What every launcher's main does first: no stray arguments, the
+  compilation cache on, and library INFO logs (orbax's save threads, jax's
+  backend probing) off unless --verbosity asks: progress lines are the
+  output."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  enable_compilation_cache()
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)

@@ -46,7 +46,6 @@ import threading
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from launch import common
 from launch import report as sweep_report
@@ -249,11 +248,7 @@ def run_slurm(units, workdir: str) -> tuple[list[str], list[str]]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  common.enable_compilation_cache()
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  common.start(argv)
   from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
   from rrm import train as rrm_train  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value

@@ -27,7 +27,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from launch import common
@@ -63,13 +62,7 @@ _REPORTED = (rrm_config.ConfigError, FileExistsError, rrm_train.WorkdirError,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  common.enable_compilation_cache()
-  # Progress lines are the run's output; library INFO logs (orbax's save
-  # threads, jax's backend probing) are noise unless --verbosity asks.
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  common.start(argv)
   try:
     config_dict = _CONFIG.value
     config_dict.keys()  # a config file that failed to load raises here
