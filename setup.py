@@ -41,6 +41,19 @@ PLAYGROUND_REQUIRES = [
 # Cluster backends of launch/sweep.py: Slurm through submitit.
 LAUNCH_REQUIRES = ["submitit==1.5.4", "cloudpickle==3.1.2"]
 
+# launch/sweep.py --backend=xmanager (XManager's local executor). xmanager
+# 0.8.5.post1 (the newest) requires protobuf<7, so installing it moves
+# protobuf from 7.36.2 (what the pins above resolve) to 6.33.6 and
+# python-dateutil from 4.0.0 to 2.9.0.post0, and it brings about 75 packages
+# (Google Cloud and Kubernetes clients, SQLAlchemy, docker, ...). Pinned at
+# the versions pip resolves (`pip install --dry-run`); checked: orbax
+# checkpoints and the sweep tests pass beside them. Not part of [test].
+XMANAGER_REQUIRES = [
+    "xmanager==0.8.5.post1",
+    "protobuf==6.33.6",
+    "python-dateutil==2.9.0.post0",
+]
+
 setuptools.setup(
     name="rrm",
     version="0.1.0",
@@ -54,6 +67,7 @@ setuptools.setup(
         "test": ["pytest==9.2.0", *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES],
         "playground": PLAYGROUND_REQUIRES,
         "launch": LAUNCH_REQUIRES,
+        "xmanager": XMANAGER_REQUIRES,
         # GPU: pip install -e '.[cuda]' (see BUILD.md).
         "cuda": ["jax[cuda12]==0.10.2"],
     },

@@ -17,9 +17,15 @@ Backends:
            round robin) and, when several share one, a fraction of its memory
            (XLA_PYTHON_CLIENT_MEM_FRACTION);
   slurm    a Slurm job array through submitit (pip install -e '.[launch]'):
-           one task per unit, requeued on preemption or timeout; a requeued
+           one job per unit, requeued on preemption or timeout; a requeued
            unit resumes from its checkpoint. `--slurm_cluster=local` runs the
            same code path on this machine (submitit's local executor).
+           `--slurm_nodes=N --slurm_tasks_per_node=T` runs each unit over
+           N*T processes (one JAX process per task, devices found by JAX's
+           Slurm detection; see BUILD.md).
+  xmanager one XManager experiment, one work unit per unit, on XManager's
+           local executor (pip install -e '.[xmanager]'; see
+           launch/xm_backend.py).
 
 Relaunching the same command skips finished units (their results.jsonl
 exists) and resumes unfinished ones from their checkpoints. At the end,
@@ -28,8 +34,17 @@ as columns, final and best true return, labels-to-threshold, steps, wall
 time) and the grouped report (launch/report.py) is printed.
 
 Worker mode (what backends run): `--unit=NAME` runs one unit in this
-process, its member axis sharded over this process's devices. (One unit
-over several hosts is not supported yet; see BUILD.md.)
+process, its member axis sharded over this process's devices. One unit
+over several processes or hosts: start the same worker command in each,
+with `--distributed=on --coordinator_address=HOST:PORT --num_processes=N
+--process_id=I` (process 0 serves HOST:PORT), or `--distributed=auto`
+where JAX detects the cluster (Slurm, Open MPI, ...). The member axis is
+then sharded over every process's devices and process 0 writes the files:
+
+  python -m launch.sweep --sweep=experiments/sweeps/queries.py \
+      --workdir=/shared/runs/queries --unit=u000_query_selector=uniform \
+      --distributed=on --coordinator_address=host0:12355 \
+      --num_processes=2 --process_id=0      # and --process_id=1 on host1
 """
 
 from __future__ import annotations
@@ -54,7 +69,8 @@ _SWEEP = flags.DEFINE_string(
     "sweep", None, "Sweep file with get_sweep([arg]), e.g. "
     "experiments/sweeps/queries.py[:smoke].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory of the sweep.")
-_BACKEND = flags.DEFINE_enum("backend", "local", ["local", "slurm"],
+_BACKEND = flags.DEFINE_enum("backend", "local",
+                             ["local", "slurm", "xmanager"],
                              "Where work units run.")
 _PARALLEL = flags.DEFINE_integer(
     "parallel", 1, "local: work units run at the same time.")
@@ -77,6 +93,31 @@ _SLURM_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 1,
                                    "slurm: GPUs per task.")
 _SLURM_ARRAY_PARALLELISM = flags.DEFINE_integer(
     "slurm_array_parallelism", 64, "slurm: tasks of the array running at once.")
+_SLURM_NODES = flags.DEFINE_integer(
+    "slurm_nodes", 1, "slurm: nodes per unit (>1: one unit over several "
+    "hosts, one JAX process per task).")
+_SLURM_TASKS_PER_NODE = flags.DEFINE_integer(
+    "slurm_tasks_per_node", 1, "slurm: JAX processes per node and unit (one "
+    "per GPU when a unit spans several processes).")
+_XM_EXPERIMENT = flags.DEFINE_string(
+    "xmanager_experiment_title", None, "xmanager: experiment title (default: "
+    "rrm-sweep-<workdir name>).")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "off", ["off", "auto", "on"],
+    "Worker mode (--unit): one unit over several processes with "
+    "jax.distributed.initialize(). off: this process alone; on: initialize "
+    "with --coordinator_address/--num_processes/--process_id, and what JAX "
+    "detects from the cluster environment (Slurm, Open MPI, Kubernetes, "
+    "Cloud TPU) for those unset; auto: as on if those flags are set or a "
+    "detected cluster environment has more than one process, else off.")
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", None, "--distributed: HOST:PORT of process 0, "
+    "which serves the coordinator there (the same on every process).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "--distributed: processes running the unit.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "--distributed: this process's index, 0 .. "
+    "num_processes - 1 (0 writes the files).")
 flags.mark_flags_as_required(["sweep", "workdir"])
 
 
@@ -108,10 +149,113 @@ def plan(spec: str, workdir: str, max_members: int):
           f"{workdir} holds another sweep (its plan.json differs from "
           f"{spec}'s); use a new --workdir")
   else:
+    # Atomic: the processes of a multi-process unit all get here.
     os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
       f.write(text)
+    os.replace(tmp, path)
   return units
+
+
+# --- Several processes per unit ----------------------------------------------
+
+
+def cluster_environment() -> tuple[str, int] | None:
+  """(name, processes) of the cluster environment JAX would detect, or None.
+
+  JAX's own detection (`jax.distributed.initialize()` without arguments:
+  Slurm's SLURM_* variables, Open MPI's, Kubernetes, Cloud TPU). It has no
+  public API to ask, so this reads its registry, and says None if that
+  moves.
+  """
+  try:
+    from jax._src import clusters  # pylint: disable=g-import-not-at-top
+    known = clusters.ClusterEnv._cluster_types  # pylint: disable=protected-access
+    for env in known:
+      if not env.opt_in_only_method and env.is_env_present():
+        return env.__name__, int(env.get_process_count())
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return None
+
+
+def distributed_problem(mode: str, unit: str | None,
+                        coordinator_address: str | None,
+                        num_processes: int | None, process_id: int | None,
+                        cluster: tuple[str, int] | None) -> str | None:
+  """What is wrong with the --distributed flags, or None."""
+  given = {"--coordinator_address": coordinator_address,
+           "--num_processes": num_processes, "--process_id": process_id}
+  set_flags = [k for k, v in given.items() if v is not None]
+  if mode == "off":
+    if set_flags:
+      return (f"{', '.join(set_flags)} "
+              f"need{'s' if len(set_flags) == 1 else ''} --distributed=on "
+              "(or auto); "
+              "with --distributed=off the unit runs in this process alone")
+    return None
+  if not unit:
+    return (f"--distributed={mode} is for the worker processes of one unit "
+            "(--unit=NAME), started once per process; the launcher itself "
+            "runs no unit (with --backend=slurm, --slurm_nodes and "
+            "--slurm_tasks_per_node spread each unit over several processes)")
+  if coordinator_address is not None:
+    host, _, port = coordinator_address.rpartition(":")
+    if not host or not port.isdigit():
+      return (f"--coordinator_address={coordinator_address!r} is not "
+              "HOST:PORT")
+  if num_processes is not None and num_processes < 1:
+    return f"--num_processes={num_processes} must be at least 1"
+  if process_id is not None and (process_id < 0 or (
+      num_processes is not None and process_id >= num_processes)):
+    last = "num_processes - 1" if num_processes is None else num_processes - 1
+    return f"--process_id={process_id} must be in 0 .. {last}"
+  missing = [k for k, v in given.items() if v is None]
+  if missing and set_flags and cluster is None:
+    return (f"--distributed={mode} with {', '.join(set_flags)} also needs "
+            f"{', '.join(missing)}: no cluster environment JAX detects "
+            "(Slurm, Open MPI, ...) is there to give them")
+  if mode == "on" and missing and cluster is None:
+    return ("--distributed=on needs --coordinator_address, --num_processes "
+            "and --process_id outside a cluster environment JAX detects "
+            "(Slurm, Open MPI, Kubernetes, Cloud TPU); none is detected here")
+  return None
+
+
+class DistributedError(RuntimeError):
+  """jax.distributed.initialize() failed."""
+
+
+def init_distributed(mode: str, coordinator_address: str | None = None,
+                     num_processes: int | None = None,
+                     process_id: int | None = None) -> str | None:
+  """Calls jax.distributed.initialize() as `mode` says; describes it or None.
+
+  Must run before anything touches a JAX backend. The flags were checked by
+  `distributed_problem`.
+  """
+  if mode == "off":
+    return None
+  cluster = cluster_environment()
+  manual = any(v is not None for v in (coordinator_address, num_processes,
+                                       process_id))
+  if mode == "auto" and not manual and (cluster is None or cluster[1] <= 1):
+    return None
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes,
+                               process_id=process_id)
+  except Exception as e:  # pylint: disable=broad-except
+    raise DistributedError(
+        "jax.distributed.initialize(coordinator_address="
+        f"{coordinator_address!r}, num_processes={num_processes}, "
+        f"process_id={process_id}) failed"
+        + (f" (cluster environment {cluster[0]})" if cluster else "")
+        + f": {type(e).__name__}: {e}") from e
+  return (f"process {jax.process_index()} of {jax.process_count()}, "
+          f"{jax.local_device_count()} of {jax.device_count()} devices")
 
 
 def finished(workdir: str, unit) -> bool:
@@ -204,14 +348,22 @@ def run_local(units, workdir: str) -> tuple[list[str], list[str]]:
 
 
 class _SlurmUnit:
-  """A submitit task running one unit; requeued (and resumed) on preemption."""
+  """A submitit task running one unit; requeued (and resumed) on preemption.
 
-  def __init__(self, spec: str, workdir: str, max_members: int):
+  With several tasks per job (`distributed`), every task runs this and
+  they join one JAX program through JAX's Slurm detection.
+  """
+
+  def __init__(self, spec: str, workdir: str, max_members: int,
+               distributed: bool = False):
     self.spec, self.workdir, self.max_members = spec, workdir, max_members
+    self.distributed = distributed
 
   def __call__(self, name: str) -> str:
     # A fresh process (submitit's), not launched through main().
     common.enable_compilation_cache()
+    if self.distributed:
+      init_distributed("auto")
     return run_unit(self.spec, self.workdir, name, self.max_members)
 
   def checkpoint(self, name: str):
@@ -230,13 +382,17 @@ def run_slurm(units, workdir: str) -> tuple[list[str], list[str]]:
   executor = submitit.AutoExecutor(folder=os.path.join(workdir, "slurm"),
                                    cluster=_SLURM_CLUSTER.value)
   params = {"timeout_min": _SLURM_TIMEOUT_MIN.value, "name": "rrm-sweep"}
+  tasks = _SLURM_NODES.value * _SLURM_TASKS_PER_NODE.value
   if executor.cluster == "slurm":
     params.update(slurm_array_parallelism=_SLURM_ARRAY_PARALLELISM.value,
-                  gpus_per_node=_SLURM_GPUS.value,
-                  slurm_partition=_SLURM_PARTITION.value)
+                  gpus_per_node=_SLURM_GPUS.value * _SLURM_TASKS_PER_NODE.value,
+                  slurm_partition=_SLURM_PARTITION.value,
+                  nodes=_SLURM_NODES.value,
+                  tasks_per_node=_SLURM_TASKS_PER_NODE.value)
   executor.update_parameters(**{k: v for k, v in params.items()
                                 if v is not None})
-  task = _SlurmUnit(_SWEEP.value, os.path.abspath(workdir), _MAX_MEMBERS.value)
+  task = _SlurmUnit(_SWEEP.value, os.path.abspath(workdir), _MAX_MEMBERS.value,
+                    distributed=tasks > 1)
   jobs = executor.map_array(task, [u.name for u in units])
   failures = []
   for unit, job in zip(units, jobs):
@@ -247,8 +403,74 @@ def run_slurm(units, workdir: str) -> tuple[list[str], list[str]]:
   return failures, []
 
 
+def run_xmanager(units, workdir: str) -> tuple[list[str], list[str]]:
+  from launch import xm_backend  # pylint: disable=g-import-not-at-top
+  title = _XM_EXPERIMENT.value or (
+      f"rrm-sweep-{os.path.basename(os.path.abspath(workdir))}")
+  return xm_backend.run(units, workdir, _worker_argv, title)
+
+
+def slurm_problem(backend: str, cluster: str | None, nodes: int,
+                  tasks_per_node: int, gpus_per_task: int) -> str | None:
+  """What is wrong with the --slurm_* flags for a unit's processes, or None."""
+  if nodes < 1 or tasks_per_node < 1:
+    return (f"--slurm_nodes={nodes} and --slurm_tasks_per_node="
+            f"{tasks_per_node} must be at least 1")
+  if nodes * tasks_per_node == 1:
+    return None
+  if backend != "slurm":
+    return (f"--slurm_nodes / --slurm_tasks_per_node are for --backend=slurm "
+            f"(not {backend})")
+  if cluster in ("local", "debug"):
+    return (f"--slurm_nodes={nodes} --slurm_tasks_per_node={tasks_per_node}: "
+            f"submitit's {cluster} executor does not set the Slurm "
+            "environment JAX detects; several processes per unit need a Slurm "
+            "cluster (or worker mode with --distributed=on, see --helpfull)")
+  if gpus_per_task > 1:
+    return (f"--slurm_gpus_per_task={gpus_per_task} with several tasks per "
+            "unit: JAX's Slurm detection gives each process one GPU "
+            "(SLURM_LOCALID), so use --slurm_gpus_per_task=1 (or 0 on CPU "
+            "nodes) and --slurm_tasks_per_node=<GPUs per node>")
+  return None
+
+
+def check_flags() -> str | None:
+  """The first problem with the flags' combination, or None (no compile yet)."""
+  problem = distributed_problem(
+      _DISTRIBUTED.value, _UNIT.value, _COORDINATOR_ADDRESS.value,
+      _NUM_PROCESSES.value, _PROCESS_ID.value,
+      cluster_environment() if _DISTRIBUTED.value != "off" else None)
+  if problem:
+    return problem
+  if not _UNIT.value:
+    problem = slurm_problem(_BACKEND.value, _SLURM_CLUSTER.value,
+                            _SLURM_NODES.value, _SLURM_TASKS_PER_NODE.value,
+                            _SLURM_GPUS.value)
+    if problem:
+      return problem
+    if _BACKEND.value != "local" and (_GPUS.value or _PARALLEL.value != 1):
+      return (f"--gpus / --parallel are for --backend=local (not "
+              f"{_BACKEND.value}, which schedules the units itself)")
+    if (_BACKEND.value == "xmanager"
+        and importlib.util.find_spec("xmanager") is None):
+      return "--backend=xmanager needs xmanager: pip install -e '.[xmanager]'"
+  return None
+
+
 def main(argv):
   common.start(argv)
+  problem = check_flags()
+  if problem:
+    sys.exit(f"error: {problem}")
+  if _UNIT.value:
+    # Before anything (an import, say) touches a JAX backend.
+    try:
+      joined = init_distributed(_DISTRIBUTED.value, _COORDINATOR_ADDRESS.value,
+                                _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except DistributedError as e:
+      sys.exit(f"error: {e}")
+    if joined:
+      print(f"unit {_UNIT.value}: {joined}", flush=True)
   from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
   from rrm import train as rrm_train  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value
@@ -270,8 +492,9 @@ def main(argv):
   pending = [u for u in units if not finished(workdir, u)]
   if len(pending) < len(units):
     print(f"skipping {len(units) - len(pending)} finished units")
-  failures, stopped = (run_local if _BACKEND.value == "local" else
-                       run_slurm)(pending, workdir)
+  backends = {"local": run_local, "slurm": run_slurm, "xmanager": run_xmanager}
+  failures, stopped = (backends[_BACKEND.value](pending, workdir) if pending
+                       else ([], []))
   rows = sweep_report.collect(workdir, [u.name for u in units])
   if rows:
     print(sweep_report.format_table(sweep_report.aggregate(rows)))

@@ -16,6 +16,13 @@ digest (a truncated or partly deleted file) is moved to
 `<directory>_damaged/` with a warning naming it, and the previous step is
 tried.
 
+Several processes (multi-host JAX, `rrm.multihost`): every process makes
+the same calls with the same (global, sharded) state; Orbax writes each
+process's shards and the metadata once, process 0 alone moves damaged
+steps aside, and `restore` onto an `init` whose outputs are sharded gives
+the state back on that sharding. The directory must be on a filesystem
+every process sees.
+
 `export_labels` / `load_labels` write and read the label dataset as a plain
 `.npz` (schema in `export_labels`): the most expensive thing a run holds is
 its feedback, and it must outlive any change of code.
@@ -43,6 +50,7 @@ import orbax.checkpoint as ocp
 
 import rrm
 from rrm import feedback as rrm_feedback
+from rrm import multihost
 from rrm import segments as rrm_segments
 
 # The packages whose versions a checkpoint records.
@@ -130,6 +138,8 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.damaged_directory = self.directory + "_damaged"
     os.makedirs(self.directory, exist_ok=True)
+    # Orbax's own barriers are collectives: enter them together.
+    multihost.barrier("checkpoint_manager")
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
@@ -139,7 +149,32 @@ class Checkpointer:
   # -- damaged checkpoints -------------------------------------------------
 
   def _set_aside(self, name: str, why: str) -> None:
-    """Moves `directory/name` to the damaged directory, with a warning."""
+    """Moves `directory/name` to the damaged directory, with a warning.
+
+    With several processes only process 0 moves it; every process must call
+    this (a barrier), so that none lists the directory while it changes.
+    """
+    if multihost.is_primary():
+      self._set_aside_here(name, why)
+    multihost.barrier("checkpoint_set_aside")
+    self._manager.reload()
+
+  def _set_aside_unfinished(self) -> None:
+    # Process 0 decides (the others might list the directory while it moves
+    # things); then all wait for it and reload.
+    if multihost.is_primary():
+      listed = {str(s) for s in self._manager.all_steps()}
+      for name in sorted(os.listdir(self.directory)):
+        if _TMP_MARKER in name:
+          self._set_aside_here(name, "an unfinished save (Orbax temporary "
+                               "directory of a process that was killed while "
+                               "saving)")
+        elif name.isdigit() and name not in listed:
+          self._set_aside_here(name, "not a finalised Orbax checkpoint")
+    multihost.barrier("checkpoint_set_aside_unfinished")
+    self._manager.reload()
+
+  def _set_aside_here(self, name: str, why: str) -> None:
     os.makedirs(self.damaged_directory, exist_ok=True)
     target = os.path.join(self.damaged_directory, name)
     if os.path.exists(target):
@@ -147,27 +182,22 @@ class Checkpointer:
     shutil.move(os.path.join(self.directory, name), target)
     logging.warning("skipping checkpoint %s: %s; moved to %s",
                     os.path.join(self.directory, name), why, target)
-    self._manager.reload()
-
-  def _set_aside_unfinished(self) -> None:
-    listed = {str(s) for s in self._manager.all_steps()}
-    for name in sorted(os.listdir(self.directory)):
-      if _TMP_MARKER in name:
-        self._set_aside(name, "an unfinished save (Orbax temporary directory "
-                        "of a process that was killed while saving)")
-      elif name.isdigit() and name not in listed:
-        self._set_aside(name, "not a finalised Orbax checkpoint")
 
   # -- save / restore -----------------------------------------------------
 
   def save(self, step: int, state: Any, metadata: dict[str, Any]) -> None:
-    """Saves `state` (a host copy: see `run`) as `step`, asynchronously."""
+    """Saves `state` as `step`, asynchronously.
+
+    `state` is a host copy (see `run`) or, with several processes, the
+    global state itself (Orbax refuses host-local arrays there), which every
+    process passes.
+    """
     self.wait()
     meta = {"rrm_version": rrm.__version__, "git_revision": git_revision(),
             "packages": package_versions(), "step": step,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "state_layout": state_layout(state),
-            "state_sha256": state_digest(state), **metadata}
+            "state_sha256": state_digest(multihost.fetch(state)), **metadata}
     try:
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(_without_empty(state)),
@@ -202,9 +232,14 @@ class Checkpointer:
       raise CheckpointError(
           f"its metadata does not restore ({_describe(e)})") from e
 
-  def restore(self, step: int,
-              init: Callable[[jax.Array], Any]) -> tuple[Any, dict[str, Any]]:
+  def restore(self, step: int, init: Callable[[jax.Array], Any],
+              sharding: jax.sharding.Sharding | None = None
+              ) -> tuple[Any, dict[str, Any]]:
     """Restores `step` onto the structure, dtypes and shapes `init` makes.
+
+    `sharding`: where every leaf goes (a sweep's member axis, say), whatever
+    the devices and processes that saved it; default: as saved, which needs
+    the same devices.
 
     Raises IncompatibleCheckpointError if the checkpoint's state layout is not
     the one `init` makes (another rrm version or config: nothing is wrong
@@ -214,9 +249,16 @@ class Checkpointer:
     Orbax returns arrays committed to a device; the trainer's own state is
     uncommitted (jit outputs), and jit keys its cache on that, so a restored
     state would compile the iteration a second time. The leaves are rebuilt
-    uncommitted (one host copy; restoring is rare).
+    uncommitted (one host copy; restoring is rare). With several processes
+    the state comes back as global arrays on `init`'s output sharding
+    (zero-size leaves as numpy zeros) and is left so.
     """
     abstract = jax.eval_shape(init, jax.random.key(0))
+    if sharding is not None:
+      abstract = jax.tree.map(
+          lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+          abstract)
+    multihost.barrier("checkpoint_restore")
     metadata = self.metadata(step)
     layout = metadata.get("state_layout")
     if layout is not None and layout != state_layout(abstract):
@@ -231,13 +273,17 @@ class Checkpointer:
       raise CheckpointError(f"it does not restore ({_describe(e)})") from e
     state = _with_empty(abstract, state)
     expected = metadata.get("state_sha256")
-    if expected is not None and state_digest(state) != expected:
+    if expected is not None and state_digest(
+        multihost.fetch(state)) != expected:
       raise CheckpointError("its state does not match the digest recorded "
                             "when it was saved (a damaged file)")
+    if multihost.is_multiprocess():
+      return state, metadata
     return jax.tree.map(_uncommitted, state), metadata
 
   def restore_latest(
-      self, init: Callable[[jax.Array], Any]
+      self, init: Callable[[jax.Array], Any],
+      sharding: jax.sharding.Sharding | None = None
   ) -> tuple[int, Any, dict[str, Any]] | None:
     """Restores the newest valid step: (step, state, metadata), or None.
 
@@ -248,7 +294,7 @@ class Checkpointer:
     steps = self.all_steps()
     for step in reversed(steps):
       try:
-        state, metadata = self.restore(step, init)
+        state, metadata = self.restore(step, init, sharding)
       except IncompatibleCheckpointError:
         raise
       except CheckpointError as e:

@@ -15,10 +15,21 @@ budgets, schedules, query selector, ...) need programs of their own; the
 launcher (launch/sweep.py) splits those into separate work units.
 
 Devices. The member axis is sharded over the given devices (default: all
-local ones) with a 1-D mesh `("members",)`; S is padded up to a multiple of
-the device count by repeating the last member, whose copies are computed and
-never reported. (The host loop `run_sweep` runs in one process; several
-hosts for one sweep are not supported yet.)
+devices, `jax.devices()`) with a 1-D mesh `("members",)`, and each device
+runs the vmapped program on its own block of members (`jax.shard_map`: no
+communication between devices); S is padded up to a multiple of the device
+count by repeating the last member, whose copies are computed and never
+reported.
+
+Hosts. After `jax.distributed.initialize()` (launch/sweep.py
+`--distributed`), `jax.devices()` spans every process, and each process
+runs `run_sweep` with the same members: the inputs are built identically on
+every process and placed on the global sharding, each process computes its
+own members' shards (members do not communicate), metrics and labels are
+gathered to every process (`rrm.multihost.fetch`), every process takes part
+in each checkpoint save (Orbax writes each process's shards), and process 0
+alone writes the files. The workdir must be on a filesystem every process
+sees.
 
 Exactness. A member of a sweep computes what its run alone computes (same
 seed, same hyperparameters, both through the same state-held `Hyper`), but
@@ -38,6 +49,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -52,10 +64,12 @@ import numpy as np
 from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import logging as rrm_logging
+from rrm import multihost
 from rrm import report as rrm_report
 from rrm import train as rrm_train
 
 AXIS = "members"
+P = jax.sharding.PartitionSpec
 
 
 # --- Sweep definitions --------------------------------------------------------
@@ -177,13 +191,15 @@ class Sweep(NamedTuple):
   `init()` makes the stacked, sharded state; `iteration(states)` runs one
   iteration of every member; `evaluate(states, iteration)` evaluates every
   member with the key its solo run would use at that iteration; `shard`
-  places a host (e.g. restored) state on the mesh.
+  places a host (e.g. restored) state on the mesh. With several processes
+  the mesh holds every process's devices and the arrays are global.
   """
   configs: tuple[rrm_config.TrainConfig, ...]
   train: rrm_train.Train
   size: int  # members
   padded: int  # members + padding copies (a multiple of the device count)
   mesh: jax.sharding.Mesh
+  sharding: jax.sharding.NamedSharding  # of every state leaf and metric
   init: Callable[[], rrm_train.TrainState]
   iteration: Callable[[rrm_train.TrainState],
                       tuple[rrm_train.TrainState, dict[str, jax.Array]]]
@@ -215,39 +231,63 @@ def _stack(trees: Sequence[Any]) -> Any:
 def make_sweep(configs: Sequence[rrm_config.TrainConfig],
                devices: Sequence[jax.Device] | None = None) -> Sweep:
   """Builds the vmapped program of a sweep, sharded over `devices` (default:
-  the local devices); compiled lazily."""
+  every device, of every process); compiled lazily.
+
+  With several processes every process must call this with the same
+  configs (and devices): each builds the same host inputs, which become
+  global arrays.
+  """
   configs = tuple(configs)
   check_members(configs)
-  devices = list(devices) if devices is not None else jax.local_devices()
+  devices = list(devices) if devices is not None else jax.devices()
   size = len(configs)
   padded = -(-size // len(devices)) * len(devices)
   members = configs + (configs[-1],) * (padded - size)
+  if multihost.is_multiprocess():
+    multihost.place_mjx_models_locally()
   train = rrm_train.make_train(configs[0])
   mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+  sharding = jax.sharding.NamedSharding(mesh, P(AXIS))
   keys = [rrm_train.run_keys(c.seed) for c in members]
-  seed_keys = jax.device_put(jnp.stack([k[0] for k in keys]), sharding)
-  eval_keys = jax.device_put(jnp.stack([k[1] for k in keys]), sharding)
-  hypers = jax.device_put(_stack([rrm_train.make_hyper(c) for c in members]),
-                          sharding)
-  teachers = jax.device_put(
-      _stack([rrm_train.make_teacher(c) for c in members]), sharding)
+  put = functools.partial(multihost.put_global, sharding=sharding)
+  seed_keys = put(jnp.stack([k[0] for k in keys]))
+  eval_keys = put(jnp.stack([k[1] for k in keys]))
+  hypers = put(_stack([rrm_train.make_hyper(c) for c in members]))
+  teachers = put(_stack([rrm_train.make_teacher(c) for c in members]))
 
-  init_all = jax.jit(jax.vmap(train.init), out_shardings=sharding)
-  iteration_all = jax.jit(jax.vmap(train.iteration), donate_argnums=0,
-                          out_shardings=sharding)
+  def per_device(f, in_specs=P(AXIS)):
+    # Each device runs vmap(f) over its own block of members. Left to the
+    # SPMD partitioner, a vmapped top_k (query selection) is partitioned
+    # with all-gathers of the whole member axis; members never need each
+    # other's data, and across processes a collective is a rendezvous.
+    # check_vma off: no output is replicated, every one is per member.
+    return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=P(AXIS),
+                         check_vma=False)
 
-  @jax.jit
-  def evaluate_all(states, iteration):
-    ks = jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_keys, iteration)
+  # out_shardings: the abstract state (jax.eval_shape of init) then names
+  # the mesh, and a checkpoint restores onto this mesh whatever the devices
+  # and processes that saved it.
+  init_all = jax.jit(per_device(jax.vmap(train.init)), out_shardings=sharding)
+  iteration_all = jax.jit(per_device(jax.vmap(train.iteration)),
+                          donate_argnums=0, out_shardings=sharding)
+
+  def evaluate_block(states, keys, iteration):
+    ks = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, iteration)
     return jax.vmap(train.evaluate)(states, ks)
+
+  # The keys are an argument: a jitted function may not close over an array
+  # of other processes' devices.
+  evaluate_all = jax.jit(per_device(evaluate_block,
+                                    in_specs=(P(AXIS), P(AXIS), P())))
 
   return Sweep(
       configs=configs, train=train, size=size, padded=padded, mesh=mesh,
-      init=lambda: init_all(seed_keys, hypers, teachers),
+      sharding=sharding, init=lambda: init_all(seed_keys, hypers, teachers),
       iteration=iteration_all,
-      evaluate=lambda states, it: evaluate_all(states, jnp.int32(it)),
-      shard=lambda tree: jax.device_put(tree, sharding))
+      # A numpy scalar: every process passes the same host value.
+      evaluate=lambda states, it: evaluate_all(states, eval_keys,
+                                               np.int32(it)),
+      shard=put)
 
 
 def member_state(states: Any, i: int) -> Any:
@@ -289,6 +329,14 @@ def results_row(member: Member, i: int, report: Mapping[str, Any],
   }
 
 
+def _write_json(path: str, value: Any) -> None:
+  """Writes JSON atomically: another process may be reading `path`."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True, default=_json_default)
+  os.replace(tmp, path)
+
+
 def run_sweep(members: Sequence[Member], workdir: str,
               progress: Callable[[str], None] | None = print,
               stop: Callable[[], str | None] | None = None,
@@ -307,12 +355,21 @@ def run_sweep(members: Sequence[Member], workdir: str,
   iteration and what was not finite) and the others go on: a diverging
   learning rate is a result of a sweep, not an error. Relaunching on the same
   workdir resumes from the latest checkpoint (the members must be the same).
-  Returns {"states", "results", "stopped", "iteration"}.
+  Returns {"states", "results", "stopped", "iteration", "sweep"}.
+
+  With several processes (see the module docstring) every process calls
+  this with the same members; process 0 writes the files and prints
+  progress, all take part in the checkpoints, a stop requested in any
+  process stops all of them at the same iteration, and every process
+  returns the same results (read back from process 0's files).
   """
   members = list(members)
   configs = [m.config for m in members]
   check_members(configs)
   c0 = configs[0]
+  primary = multihost.is_primary()
+  if not primary:
+    progress = None
   rrm_train.check_writable(workdir)
   spec = [{"overrides": dict(m.overrides), "config": rrm_config.to_dict(
       m.config)} for m in members]
@@ -338,7 +395,8 @@ def run_sweep(members: Sequence[Member], workdir: str,
       raise rrm_config.ConfigError(
           f"{workdir} holds a sweep of other members; differences:\n  "
           + "\n  ".join(diffs))
-    restored = checkpointer.restore_latest(lambda _: sweep.init())
+    restored = checkpointer.restore_latest(lambda _: sweep.init(),
+                                           sweep.sharding)
     if restored is not None:
       start, host_states, metadata = restored
       states = sweep.shard(host_states)
@@ -346,32 +404,41 @@ def run_sweep(members: Sequence[Member], workdir: str,
       if progress:
         progress(f"resumed sweep of {sweep.size} from {checkpointer.directory}"
                  f" at iteration {start}")
-  with open(spec_path, "w") as f:
-    json.dump(spec, f, indent=2, sort_keys=True, default=_json_default)
   writers = []
-  for i, m in enumerate(members):
-    d = _member_dir(workdir, i)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "config.json"), "w") as f:
-      json.dump(rrm_config.to_dict(m.config), f, indent=2, sort_keys=True)
-    metrics_path = os.path.join(d, "metrics.jsonl")
-    if start:
-      rrm_train.truncate_metrics(metrics_path, start)
-    elif os.path.exists(metrics_path):
-      os.remove(metrics_path)  # a sweep that never reached a checkpoint
-    writers.append(rrm_logging.MetricWriter(d, tensorboard=c0.log.tensorboard))
+  if primary:
+    _write_json(spec_path, spec)
+    for i, m in enumerate(members):
+      d = _member_dir(workdir, i)
+      os.makedirs(d, exist_ok=True)
+      with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(rrm_config.to_dict(m.config), f, indent=2, sort_keys=True)
+      metrics_path = os.path.join(d, "metrics.jsonl")
+      if start:
+        rrm_train.truncate_metrics(metrics_path, start)
+      elif os.path.exists(metrics_path):
+        os.remove(metrics_path)  # a sweep that never reached a checkpoint
+      writers.append(rrm_logging.MetricWriter(
+          d, tensorboard=c0.log.tensorboard))
 
   def save(it: int, states) -> None:
-    host = jax.device_get(states)
-    checkpointer.save(it, host, {
-        "iteration": it, "members": sweep.size,
-        "diverged": {str(k): v for k, v in diverged.items()},
-        "config": rrm_config.to_dict(c0)})
-    if c0.learned_reward:
+    meta = {"iteration": it, "members": sweep.size,
+            "diverged": {str(k): v for k, v in diverged.items()},
+            "config": rrm_config.to_dict(c0)}
+    if multihost.is_multiprocess():
+      # Orbax saves global arrays shard by shard (every process its own);
+      # the labels are gathered for process 0 to write.
+      checkpointer.save(it, states, meta)
+      labels = multihost.fetch((states.labels, states.teacher)) if (
+          c0.learned_reward) else None
+    else:
+      host = jax.device_get(states)
+      checkpointer.save(it, host, meta)
+      labels = (host.labels, host.teacher)
+    if c0.learned_reward and primary:
       for i in range(sweep.size):
-        s = member_state(host, i)
+        dataset, teacher = member_state(labels, i)
         rrm_checkpoint.export_labels(
-            s.labels, s.teacher,
+            dataset, teacher,
             os.path.join(_member_dir(workdir, i), "labels.npz"),
             c0.env.name)
 
@@ -388,7 +455,7 @@ def run_sweep(members: Sequence[Member], workdir: str,
       it = i + 1
       if it % c0.eval_every == 0 or it == c0.num_iterations:
         metrics = {**metrics, **sweep.evaluate(states, it)}
-      metrics = jax.device_get(metrics)
+      metrics = multihost.fetch(metrics)
       now = time.time()
       for j, m in enumerate(members):
         row = {k: float(v[j]) for k, v in metrics.items()}
@@ -398,10 +465,15 @@ def run_sweep(members: Sequence[Member], workdir: str,
         problem = rrm_train.nonfinite_problem(row, m.config)
         if problem and j not in diverged:
           diverged[j] = f"iteration {it}: {problem}"
-          logging.warning("sweep member %d %s diverged at %s", j,
-                          dict(m.overrides), diverged[j])
-        writers[j].write(row)
+          if primary:
+            logging.warning("sweep member %d %s diverged at %s", j,
+                            dict(m.overrides), diverged[j])
+        if writers:
+          writers[j].write(row)
       requested = stop() if stop else None
+      if multihost.any_process(requested is not None):
+        # Every process stops (and saves) at the same iteration.
+        requested = requested or "a stop requested in another process"
       if checkpointer and (it % c0.checkpoint_every == 0
                            or it == c0.num_iterations or requested):
         save(it, states)
@@ -422,6 +494,8 @@ def run_sweep(members: Sequence[Member], workdir: str,
       w.close()
     if checkpointer:
       checkpointer.close()
+  # The others read what process 0 has written.
+  multihost.barrier("sweep_written")
   wall = time.time() - t_start
   results = []
   for i, m in enumerate(members):
@@ -429,13 +503,15 @@ def run_sweep(members: Sequence[Member], workdir: str,
     history = rrm_logging.read_metrics(os.path.join(d, "metrics.jsonl"))
     report = rrm_report.feedback_efficiency(
         history, m.config.report.baseline_return, m.config.report.threshold)
-    with open(os.path.join(d, "report.json"), "w") as f:
-      json.dump(report, f, indent=2, sort_keys=True)
+    if primary:
+      with open(os.path.join(d, "report.json"), "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
     results.append(results_row(m, i, report, history, diverged.get(i), wall,
                                sweep.size))
-  if not stopped:
+  if not stopped and primary:
     with open(os.path.join(workdir, "results.jsonl"), "w") as f:
       for row in results:
         f.write(json.dumps(row, sort_keys=True, default=_json_default) + "\n")
+  multihost.barrier("sweep_done")
   return {"states": states, "results": results, "stopped": stopped,
           "iteration": it, "sweep": sweep}

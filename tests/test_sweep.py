@@ -1,14 +1,18 @@
 """Sweeps: members vmapped in one program equal their solo runs; sharding;
-work units, the local launcher, its report and relaunches.
+one unit over several processes; work units, the local, Slurm and XManager
+launchers, the report and relaunches.
 
 Every compiled program here is the smoke config's, vmapped over 4 members
 on one device: compiled once in-process (the `swept` fixture) and loaded from
 the session's compilation cache by the launcher subprocesses. The sharded
-test compiles the 4-device program once in a subprocess.
+test compiles the 4-device program once in a subprocess (the `launched`
+fixture); the two-process test compiles its programs in both processes (on
+CPU the cache keys hold the process index).
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +25,7 @@ from conftest import assert_trees_equal
 from conftest import launcher_env
 from experiments.configs import inverted_pendulum
 from launch import report as sweep_report
+from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import sweep as rrm_sweep
 from rrm import train as rrm_train
@@ -76,6 +81,16 @@ def _solo(train, config):
   return init, history, state
 
 
+def _labelled_pairs(labels):
+  """The labelled pairs and their labels, as a sorted list (batch order
+  aside: see test_members_equal_their_solo_runs)."""
+  n = int(labels.count)
+  first = np.asarray(labels.first.observation[:n]).reshape(n, -1)
+  second = np.asarray(labels.second.observation[:n]).reshape(n, -1)
+  return sorted((a.tobytes(), b.tobytes(), float(y)) for a, b, y in
+                zip(first, second, np.asarray(labels.label[:n])))
+
+
 def test_members_equal_their_solo_runs(smoke, swept):
   """Each member computes what its own run computes, to float32 rounding.
 
@@ -83,7 +98,10 @@ def test_members_equal_their_solo_runs(smoke, swept):
   another order: measured on CPU, members differ from solo runs by at most
   a few float32 ulps of the losses (relative 1e-7..1e-6) over these
   iterations, so 1e-5 is the tolerance. Discrete outcomes (which pairs the
-  teacher labelled, the labels, labels spent) are exactly equal.
+  teacher labelled, the labels, labels spent) are exactly equal, except
+  for the order of pairs within a batch: two query candidates whose
+  disagreement scores agree to rounding can leave top_k in either order
+  (seen on one CPU: pairs 17 and 18 of the initial batch, swapped).
   """
   configs = _configs()
   assert rrm_config.program_key(configs[0]) == rrm_config.program_key(
@@ -91,9 +109,8 @@ def test_members_equal_their_solo_runs(smoke, swept):
   for j, config in enumerate(configs[:3]):  # 3 diverges: nan on both sides
     init, history, _ = _solo(smoke, config)
     member_init = rrm_sweep.member_state(swept["init"], j)
-    np.testing.assert_array_equal(init.labels.label, member_init.labels.label)
-    np.testing.assert_array_equal(init.labels.first.observation,
-                                  member_init.labels.first.observation)
+    assert _labelled_pairs(init.labels) == _labelled_pairs(
+        member_init.labels), f"member {j}"
     assert_trees_equal(init.hyper, member_init.hyper)
     assert_trees_equal(init.teacher, member_init.teacher)
     for i in range(ITERATIONS):
@@ -212,14 +229,14 @@ def _write_sweep_file(path, num_iterations=(1, 2)):
       """))
 
 
-def test_local_launcher_sharded_units_reports_and_skips_finished(swept,
-                                                                 tmp_path):
-  """Two units (num_iterations 1 and 2) of the 4 `MEMBERS`, run one after the
-  other by the local backend with 4 host devices: each unit's program is
-  sharded one member per device (compiled by the first unit, loaded from the
-  cache by the second). The sharded members equal the unsharded in-process
-  sweep (`swept`) to float32 rounding, as members equal solo runs (see
-  test_members_equal_their_solo_runs: there the batch is 4 wide, here 1)."""
+UNITS = ["u000_num_iterations=1", "u001_num_iterations=2"]
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+  """The local backend's run of `_write_sweep_file`'s two units with 4 host
+  devices (shared by the launcher and multi-process tests)."""
+  tmp_path = tmp_path_factory.mktemp("launched")
   sweep_file = tmp_path / "grid.py"
   _write_sweep_file(sweep_file)
   workdir = tmp_path / "sweep"
@@ -228,8 +245,22 @@ def test_local_launcher_sharded_units_reports_and_skips_finished(swept,
   env = launcher_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
+  return {"sweep_file": sweep_file, "workdir": workdir, "cmd": cmd,
+          "env": env, "proc": proc}
+
+
+def test_local_launcher_sharded_units_reports_and_skips_finished(swept,
+                                                                 launched):
+  """Two units (num_iterations 1 and 2) of the 4 `MEMBERS`, run one after the
+  other by the local backend with 4 host devices: each unit's program is
+  sharded one member per device (compiled by the first unit, loaded from the
+  cache by the second). The sharded members equal the unsharded in-process
+  sweep (`swept`) to float32 rounding, as members equal solo runs (see
+  test_members_equal_their_solo_runs: there the batch is 4 wide, here 1)."""
+  sweep_file, workdir = launched["sweep_file"], launched["workdir"]
+  cmd, env, proc = launched["cmd"], launched["env"], launched["proc"]
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-  units = ["u000_num_iterations=1", "u001_num_iterations=2"]
+  units = UNITS
   for unit in units:
     assert os.path.exists(workdir / unit / "results.jsonl"), proc.stdout
   # Sharded (4 devices, launched) vs unsharded (1 device, in-process).
@@ -291,3 +322,132 @@ def test_slurm_backend_through_submitit_local_executor(swept, tmp_path):
   rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
   assert [r["member"] for r in rows] == [0, 1, 2, 3]
   assert list((workdir / "slurm").glob("*_0_log.out"))
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _run_processes(cmds, envs, logs, timeout):
+  """Runs the commands at once; returns their exit codes (all killed on
+  timeout: one process waiting for a dead peer must not hang the suite)."""
+  procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+           for cmd, env, log in zip(cmds, envs, logs)]
+  try:
+    return [p.wait(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+def test_one_unit_over_two_processes_equals_one_process(launched, swept,
+                                                        tmp_path):
+  """The 1-iteration unit of `launched` run by 2 processes x 2 host devices
+  (jax.distributed over localhost, Gloo collectives) computes bit for bit
+  what one process with 4 devices computed: each device runs the same
+  per-member program (shard_map, no communication). Process 0 alone writes
+  the files; the checkpoint both wrote (each its shards) restores in one
+  process to the one-process run's state.
+
+  On CPU JAX's persistent cache keys hold the process index, so process 1
+  compiles every program itself (the test's cost: about a minute on 2
+  cores).
+  """
+  assert launched["proc"].returncode == 0
+  unit = UNITS[0]
+  sweep_file = tmp_path / "grid.py"  # the launcher test edits its own copy
+  _write_sweep_file(sweep_file)
+  workdir = tmp_path / "multi"
+  port = _free_port()
+  cmds = [[sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
+           f"--workdir={workdir}", f"--unit={unit}", "--distributed=on",
+           f"--coordinator_address=localhost:{port}", "--num_processes=2",
+           f"--process_id={i}"] for i in range(2)]
+  env = launcher_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  logs = [tmp_path / f"process{i}.log" for i in range(2)]
+  codes = _run_processes(cmds, [env, env], logs, timeout=600)
+  out = [log.read_text() for log in logs]
+  assert codes == [0, 0], out[0][-3000:] + out[1][-3000:]
+  assert "process 0 of 2, 2 of 4 devices" in out[0]
+  assert "process 1 of 2, 2 of 4 devices" in out[1]
+  assert f"unit {unit} done: 4 members" in out[1]
+  assert "[1/1]" in out[0] and "[1/1]" not in out[1]  # progress: process 0
+  one, two = launched["workdir"] / unit, workdir / unit
+  for j in range(len(MEMBERS)):
+    member = os.path.join("members", f"{j:03d}")
+    rows = [[{k: v for k, v in json.loads(line).items()
+              if k != "time/elapsed_s"} for line in open(d / member /
+                                                         "metrics.jsonl")]
+            for d in (one, two)]
+    assert rows[0] == rows[1], f"member {j}"
+    labels = [np.load(d / member / "labels.npz") for d in (one, two)]
+    for k in labels[0].files:
+      np.testing.assert_array_equal(labels[0][k], labels[1][k])
+  results = [[{k: v for k, v in json.loads(line).items() if k != "wall_s"}
+              for line in open(d / "results.jsonl")] for d in (one, two)]
+  assert results[0] == results[1]
+  # Saved shard by shard by 2 processes, restored whole by this one (1
+  # device): the one-process run's checkpoint, bit for bit (the digest
+  # recorded at save time is checked by restore).
+  sweep = swept["sweep"]
+  states = [rrm_checkpoint.Checkpointer(str(d / "checkpoints")).restore(
+      1, lambda _: sweep.init(), sweep.sharding)[0] for d in (one, two)]
+  assert_trees_equal(states[0], states[1])
+
+
+def test_cli_refuses_bad_process_flags_before_compiling(tmp_path):
+  cases = {
+      "--coordinator_address=localhost:1234": (
+          "--coordinator_address needs --distributed=on"),
+      "--unit=u000 --distributed=on": (
+          "--distributed=on needs --coordinator_address, --num_processes "
+          "and --process_id"),
+      "--unit=u000 --distributed=on --coordinator_address=localhost:1 "
+      "--num_processes=2 --process_id=2": "--process_id=2 must be in 0 .. 1",
+      "--distributed=auto": "is for the worker processes of one unit",
+      "--backend=slurm --slurm_cluster=local --slurm_nodes=2": (
+          "submitit's local executor does not set the Slurm environment"),
+  }
+  # Not inside a cluster job, whose environment JAX would detect.
+  env = {k: v for k, v in launcher_env().items()
+         if not k.startswith(("SLURM_", "OMPI_"))}
+  for flags_, message in cases.items():
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.sweep", "--sweep=none.py",
+         f"--workdir={tmp_path}", *flags_.split()], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and message in proc.stderr, (flags_,
+                                                             proc.stderr)
+    assert not os.listdir(tmp_path)
+
+
+def test_xmanager_backend_runs_units_as_work_units(swept, tmp_path):
+  """XManager's local executor (no Docker: the worker command as a local
+  binary) runs the unit; a relaunch skips it. Same program as `swept`,
+  loaded from the compilation cache. XManager's database goes to tmp_path
+  (its default is ~/.xmanager)."""
+  pytest.importorskip("xmanager")
+  sweep_file = tmp_path / "one.py"
+  _write_sweep_file(sweep_file, num_iterations=(1,))
+  workdir = tmp_path / "sweep"
+  cmd = [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
+         f"--workdir={workdir}", "--backend=xmanager"]
+  env = launcher_env(HOME=str(tmp_path / "home"))
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  assert "XManager experiment" in proc.stdout
+  assert "u000_num_iterations=1: exit 0: unit u000_num_iterations=1 done" in (
+      proc.stdout), proc.stdout
+  rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
+  assert [r["member"] for r in rows] == [0, 1, 2, 3]
+  again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "skipping 1 finished units" in again.stdout
+  assert "XManager experiment" not in again.stdout
