@@ -1,6 +1,7 @@
 """Shared test setup: CPU only, repo root importable (experiments/, launch/)."""
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -28,6 +29,24 @@ def _enable_cache():
 
 
 _enable_cache()
+
+
+@contextlib.contextmanager
+def fast_compile():
+  """XLA with most optimisations off, for the programs compiled inside.
+
+  For tests that compile a program of their own (a config no other test
+  shares), run it a few tiny iterations and compare it with nothing
+  compiled outside: compiling unoptimised takes about half as long on the
+  CPU, and such runs are too short for the slower code to matter.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", old)
 
 
 def launcher_env(**extra):

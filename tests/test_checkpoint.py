@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_trees_equal
+from conftest import fast_compile
 
 from experiments.configs import inverted_pendulum
 from rrm import checkpoint
@@ -254,39 +255,40 @@ def test_warm_start_imports_labels_counted_or_extra(smoke, tmp_path, extra):
   checkpoint.export_labels(donor.labels, donor.teacher, path,
                            "inverted_pendulum")
   n = int(donor.labels.count)  # 80 = the smoke config's initial batch
-  train = rrm_train.make_train(_warm_config(path, extra))
-  fb = train.config.feedback
-  state = train.init(jax.random.PRNGKey(17))
-  labels = jax.device_get(state.labels)
-  np.testing.assert_array_equal(labels.first.observation[:n],
-                                donor.labels.first.observation[:n])
-  np.testing.assert_array_equal(labels.label[:n], donor.labels.label[:n])
-  assert np.all(labels.iteration[:n] == -2)
-  if extra:
-    # Capacity budget + n; the full initial batch is asked for and paid.
-    assert labels.capacity == fb.budget + n
-    assert int(labels.spent) == fb.initial_labels
-    assert int(labels.count) == n + fb.initial_labels
-    assert np.all(labels.iteration[n:n + fb.initial_labels] == -1)
-  else:
-    # Counted: they replace the initial batch (80 of 80) and are paid for.
-    assert labels.capacity == fb.budget
-    assert int(labels.spent) == int(labels.count) == n
-  # The reward model was fitted on them: it ranks the donor's pairs.
-  from rrm import reward as rrm_reward  # pylint: disable=g-import-not-at-top
-  model = rrm_reward.make_reward_model(
-      train.config.reward.input,
-      train.config.reward.hidden_layer_sizes, train.envs.observation_size,
-      train.envs.action_size)
-  acc = rrm_reward.label_accuracy(model, state.reward, state.labels,
-                                  state.labels.mask)
-  assert float(acc) >= 0.9
-  if extra:  # (one of the two compiles an iteration: CPU compiles are slow)
-    # The budget is then spent exactly, on top of the extra labels.
-    for _ in range(5):
-      state, _ = train.iteration(state)
-    assert int(state.labels.spent) == fb.budget
-    assert int(state.labels.count) == fb.budget + n
+  with fast_compile():  # its own program (see conftest.fast_compile)
+    train = rrm_train.make_train(_warm_config(path, extra))
+    fb = train.config.feedback
+    state = train.init(jax.random.PRNGKey(17))
+    labels = jax.device_get(state.labels)
+    np.testing.assert_array_equal(labels.first.observation[:n],
+                                  donor.labels.first.observation[:n])
+    np.testing.assert_array_equal(labels.label[:n], donor.labels.label[:n])
+    assert np.all(labels.iteration[:n] == -2)
+    if extra:
+      # Capacity budget + n; the full initial batch is asked for and paid.
+      assert labels.capacity == fb.budget + n
+      assert int(labels.spent) == fb.initial_labels
+      assert int(labels.count) == n + fb.initial_labels
+      assert np.all(labels.iteration[n:n + fb.initial_labels] == -1)
+    else:
+      # Counted: they replace the initial batch (80 of 80) and are paid for.
+      assert labels.capacity == fb.budget
+      assert int(labels.spent) == int(labels.count) == n
+    # The reward model was fitted on them: it ranks the donor's pairs.
+    from rrm import reward as rrm_reward  # pylint: disable=g-import-not-at-top
+    model = rrm_reward.make_reward_model(
+        train.config.reward.input,
+        train.config.reward.hidden_layer_sizes, train.envs.observation_size,
+        train.envs.action_size)
+    acc = rrm_reward.label_accuracy(model, state.reward, state.labels,
+                                    state.labels.mask)
+    assert float(acc) >= 0.9
+    if extra:  # (one of the two compiles an iteration: CPU compiles are slow)
+      # The budget is then spent exactly, on top of the extra labels.
+      for _ in range(5):
+        state, _ = train.iteration(state)
+      assert int(state.labels.spent) == fb.budget
+      assert int(state.labels.count) == fb.budget + n
 
 
 def test_offline_reward_training_from_a_labels_file(smoke):

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from conftest import assert_trees_equal
+from conftest import fast_compile
 
 from experiments.configs import inverted_pendulum
 from rrm import config as rrm_config
@@ -124,7 +125,8 @@ def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
   cd.reward.source = "true"
   cd.num_iterations = 4
   config = rrm_config.from_config_dict(cd)
-  result = rrm_train.run(config, None, progress=None)
+  with fast_compile():  # its own program (see conftest.fast_compile)
+    result = rrm_train.run(config, None, progress=None)
   hist = result["metrics"]
   assert all("oracle/labels" not in m for m in hist)
   assert int(result["state"].labels.count) == 0
@@ -133,14 +135,19 @@ def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
 
 
 def _launch(*args):
-  """Runs `python -m launch.train ARGS` from the repo root, no compile cache."""
+  """Runs `python -m launch.train ARGS` from the repo root, no compile cache.
+
+  XLA's optimisations are off: the smoke run is two tiny iterations, and
+  compiling hopper's physics unoptimised takes about half the time.
+  """
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   return subprocess.run(
       [sys.executable, "-m", "launch.train", *args], cwd=root,
       capture_output=True, text=True, timeout=600,
-      env={**os.environ, "RRM_COMPILATION_CACHE": "off"})
+      env={**os.environ, "RRM_COMPILATION_CACHE": "off",
+           "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
 
 
 def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
