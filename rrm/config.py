@@ -142,6 +142,36 @@ class ReportConfig:
   threshold: float  # fraction of the baseline (default 0.9)
 
 
+RECURSIVE_USERS = ("none", "limited", "assisted", "full_view")
+HELPER_KINDS = ("learned", "perfect")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecursiveConfig:
+  """Recursive reward modeling (rrm.recursive): who labels the root task.
+
+  user: "none" (the plain loop), or with a task tree over the env's reward
+  components: "limited" (the unassisted user, perceiving only `visible`,
+  rationality beta / n^decay), "assisted" (helpers' assessments, each
+  helper a reward model learned from labels on its node), "full_view" (a
+  teacher that perceives every aspect: the upper bound).
+  """
+  user: str
+  tree: str  # the task tree as canonical JSON ('' without one)
+  visible: tuple[str, ...]  # aspects the limited user perceives
+  decay: float  # limited user: beta_eff = beta / n^decay
+  # assisted: share of the label budget of each level of the tree, root
+  # first (fixed split; rrm.recursive.node_budgets).
+  level_fractions: tuple[float, ...]
+  # assisted: "learned" helpers (reward models) or "perfect" ones (the true
+  # node values: an ablation that isolates the user's combination).
+  helpers: str
+
+  @property
+  def enabled(self) -> bool:
+    return self.user != "none"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Everything one run needs; derived sizes are properties."""
@@ -158,6 +188,7 @@ class TrainConfig:
   oracle: OracleConfig
   log: LogConfig
   report: ReportConfig
+  recursive: RecursiveConfig
 
   @property
   def steps_per_env_per_iteration(self) -> int:
@@ -385,6 +416,8 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       baseline_return=None if baseline is None else float(baseline),
       threshold=threshold)
 
+  recursive = _recursive_config(cd, env)
+
   config = TrainConfig(
       seed=_nonneg_int("seed", cd.seed),
       num_iterations=_positive_int("num_iterations", cd.num_iterations),
@@ -392,9 +425,76 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       checkpoint_every=_nonneg_int("checkpoint_every", cd.checkpoint_every),
       keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
       env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
-      log=log, report=report)
+      log=log, report=report, recursive=recursive)
   _check_consistency(config)
   return config
+
+
+def _plain(x: Any) -> Any:
+  """ConfigDicts, dicts, lists and tuples as plain JSON-able values."""
+  if isinstance(x, ml_collections.ConfigDict):
+    x = x.to_dict()
+  if isinstance(x, Mapping):
+    return {str(k): _plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x
+
+
+def _recursive_config(cd: ml_collections.ConfigDict,
+                      env: EnvConfig) -> RecursiveConfig:
+  """The recursive section, its tree checked against the env's components."""
+  rc = cd.get("recursive")
+  if rc is None:
+    return RecursiveConfig(user="none", tree="", visible=(), decay=0.0,
+                           level_fractions=(), helpers="learned")
+  user = _choice("recursive.user", rc.get("user", "none"), RECURSIVE_USERS)
+  decay = _nonneg_float("recursive.decay", rc.get("decay", 0.0))
+  helpers = _choice("recursive.helpers", rc.get("helpers", "learned"),
+                    HELPER_KINDS)
+  visible = rc.get("visible") or ()
+  if isinstance(visible, str):
+    visible = (visible,)
+  visible = tuple(visible)
+  fractions = rc.get("level_fractions") or ()
+  if isinstance(fractions, (int, float)):
+    fractions = (fractions,)
+  fractions = tuple(float(f) for f in fractions)
+  spec = rc.get("tree")
+  if user == "none":
+    return RecursiveConfig(user=user, tree="", visible=visible, decay=decay,
+                           level_fractions=fractions, helpers=helpers)
+  from rrm import envs as rrm_envs  # pylint: disable=g-import-not-at-top
+  from rrm import recursive as rrm_recursive  # pylint: disable=g-import-not-at-top
+  if not spec:
+    _fail("recursive.tree", spec, f"recursive.user={user!r} needs a task tree "
+          "(nested dicts: name, weight, aspect | children)")
+  if isinstance(spec, str):
+    try:
+      spec = json.loads(spec)
+    except json.JSONDecodeError as e:
+      _fail("recursive.tree", spec, f"not valid JSON ({e})")
+  spec = _plain(spec)
+  try:
+    tree = rrm_recursive.parse_tree(spec, "config.recursive.tree")
+    rrm_recursive.validate(tree, rrm_envs.reward_components(env))
+    if user == "limited":
+      rrm_recursive.make_limited_user(rrm_recursive.aspect_names(tree),
+                                      visible, decay)
+    if user == "assisted":
+      rrm_recursive.node_budgets(tree, 1, fractions)  # one per level, valid
+  except rrm_recursive.TreeError as e:
+    raise ConfigError(f"config.recursive: {e}") from e
+  if (env.fixed_horizon and env.on_failure == "reset"
+      and env.name in rrm_envs.NO_TERMINATION_ENVS):
+    _fail("env.on_failure", "reset",
+          f"a task tree needs the env's reward to be the sum of its "
+          f"components; with on_failure='reset' the failure steps of "
+          f"{env.name!r} pay env.failure_reward instead. Set 'continue' "
+          "(the env then pays its healthy bonus only while healthy)")
+  return RecursiveConfig(
+      user=user, tree=json.dumps(spec, sort_keys=True), visible=visible,
+      decay=decay, level_fractions=fractions, helpers=helpers)
 
 
 def _check_consistency(config: TrainConfig) -> None:
@@ -425,6 +525,12 @@ def _check_consistency(config: TrainConfig) -> None:
   if fb.pool_size < 2:
     _fail("feedback.pool_size", fb.pool_size,
           "must be >= 2: a query compares two segments")
+  if not config.learned_reward and config.recursive.enabled:
+    raise ConfigError(
+        f"config.recursive.user={config.recursive.user!r} with "
+        "config.reward.source='true': recursive reward modeling trains the "
+        "root's reward model from labels; use reward.source='learned' (or "
+        "recursive.user='none' for the true-reward baseline)")
   if not config.learned_reward:
     if fb.warm_start_labels:
       raise ConfigError(

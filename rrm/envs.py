@@ -72,6 +72,8 @@ _NO_TERMINATION_KWARGS = {
 }
 
 
+NO_TERMINATION_ENVS = tuple(_NO_TERMINATION_KWARGS)
+
 # B-Pref / PEBBLE tasks that MuJoCo Playground does not have, and why.
 _NO_QUADRUPED = ("MuJoCo Playground's dm_control_suite has no Quadruped task "
                  "(checked: playground 0.2.0)")
@@ -216,6 +218,139 @@ def make_playground_env(name: str,
   return _PLAYGROUND_CACHE[key]
 
 
+class PointHazard(brax_base.Env):
+  """A point mass that should reach a goal without crossing a hazard.
+
+  rrm's own small task for recursive reward modeling (pure JAX, no physics
+  engine: it compiles in seconds on a CPU). The agent is a point in the plane
+  at `start` with velocity, driven by a 2-D acceleration in [-1, 1]^2; the
+  goal is at `goal`, and a disc of radius `hazard_radius` around the origin
+  lies on the straight line between them. The reward is the sum of three
+  components, each in `state.metrics` (the aspects a task tree's leaves
+  name):
+
+    reward_goal    -|position - goal|          (per step: get there, stay)
+    reward_hazard  -hazard_cost inside the disc, else 0
+    reward_ctrl    -ctrl_cost |action|^2
+
+  A user who perceives only the most salient aspect (the goal) prefers
+  outcomes that cut through the hazard; one who also weighs the hazard pays
+  a short detour. Walls bound the arena (a learned reward cannot send the
+  agent off to states no label ever covered). Episodes never terminate;
+  observations are (position, velocity).
+  """
+
+  def __init__(self, start=(-1.0, 0.0), goal=(1.0, 0.0),
+               hazard_radius: float = 0.7, hazard_cost: float = 3.0,
+               ctrl_cost: float = 0.1, dt: float = 0.1, damping: float = 0.1,
+               max_accel: float = 5.0, start_noise: float = 0.25,
+               arena: float = 2.0, backend: str | None = None):
+    del backend  # no physics pipeline: every backend name runs the same code
+    self._start = jnp.asarray(start, jnp.float32)
+    self._goal = jnp.asarray(goal, jnp.float32)
+    self._hazard_radius = hazard_radius
+    self._hazard_cost = hazard_cost
+    self._ctrl_cost = ctrl_cost
+    self._dt = dt
+    self._damping = damping
+    self._max_accel = max_accel
+    self._start_noise = start_noise
+    self._arena = arena
+
+  def _metrics(self, pos, action):
+    return {
+        "reward_goal": -jnp.linalg.norm(pos - self._goal),
+        "reward_hazard": jnp.where(
+            jnp.linalg.norm(pos) < self._hazard_radius, -self._hazard_cost,
+            0.0),
+        "reward_ctrl": -self._ctrl_cost * jnp.sum(jnp.square(action)),
+    }
+
+  def reset(self, rng: jax.Array) -> brax_base.State:
+    pos = self._start + self._start_noise * jax.random.normal(rng, (2,))
+    vel = jnp.zeros((2,))
+    zero = jnp.zeros(())
+    metrics = {k: zero for k in ("reward_goal", "reward_hazard",
+                                 "reward_ctrl")}
+    return brax_base.State(pipeline_state=(pos, vel),
+                           obs=jnp.concatenate([pos, vel]), reward=zero,
+                           done=zero, metrics=metrics)
+
+  def step(self, state: brax_base.State,
+           action: jax.Array) -> brax_base.State:
+    pos, vel = state.pipeline_state
+    action = jnp.clip(action, -1.0, 1.0)
+    vel = (1.0 - self._damping) * vel + self._dt * self._max_accel * action
+    pos = pos + self._dt * vel
+    # Walls: the arena is [-arena, arena]^2; hitting one stops that motion.
+    wall = jnp.abs(pos) > self._arena
+    pos = jnp.clip(pos, -self._arena, self._arena)
+    vel = jnp.where(wall, 0.0, vel)
+    metrics = self._metrics(pos, action)
+    reward = (metrics["reward_goal"] + metrics["reward_hazard"]
+              + metrics["reward_ctrl"])
+    return state.replace(pipeline_state=(pos, vel),
+                         obs=jnp.concatenate([pos, vel]), reward=reward,
+                         metrics={**state.metrics, **metrics})
+
+  @property
+  def observation_size(self) -> int:
+    return 4
+
+  @property
+  def action_size(self) -> int:
+    return 2
+
+  @property
+  def backend(self) -> str:
+    return "none"
+
+  @property
+  def dt(self) -> float:
+    return self._dt
+
+
+brax_envs.register_environment("point_hazard", PointHazard)
+
+
+class AspectsWrapper(brax_base.Wrapper):
+  """Records chosen reward components of each step in `info['aspects']`.
+
+  A task tree's leaves (rrm.recursive) are the env's reward components;
+  this stacks them, [K] per step in the tree's order, where the trainer's
+  rollout (brax acting's `extra_fields`) picks them up beside the outcome
+  observation. The values are the step's own, before any auto-reset.
+  """
+
+  def __init__(self, env: brax_base.Env, names: tuple[str, ...]):
+    super().__init__(env)
+    self._names = tuple(names)
+
+  def _aspects(self, state):
+    return jnp.stack([jnp.asarray(state.metrics[n], jnp.float32)
+                      for n in self._names], axis=-1)
+
+  def reset(self, rng):
+    state = self.env.reset(rng)
+    return state.replace(info={**state.info,
+                               "aspects": jnp.zeros_like(self._aspects(state))})
+
+  def step(self, state, action):
+    state = self.env.step(state, action)
+    return state.replace(info={**state.info, "aspects": self._aspects(state)})
+
+
+def reward_components(config: rrm_config.EnvConfig,
+                      fixed_horizon: bool = True) -> tuple[str, ...]:
+  """Names of the env's per-step reward components (`reward_*` metrics).
+
+  Read from the shapes of a reset (nothing is compiled or run).
+  """
+  env = make_base_env(config, fixed_horizon)
+  state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+  return tuple(sorted(k for k in state.metrics if k.startswith("reward")))
+
+
 class FixedHorizonWrapper(brax_base.Wrapper):
   """Turns termination into a priced event; the episode goes on.
 
@@ -332,11 +467,14 @@ def make_base_env(config: rrm_config.EnvConfig, fixed_horizon: bool):
   return env
 
 
-def make_envs(config: rrm_config.EnvConfig) -> Envs:
+def make_envs(config: rrm_config.EnvConfig,
+              aspects: tuple[str, ...] = ()) -> Envs:
   """Makes the training and evaluation envs of a run.
 
   Args:
     config: the env section of the run config.
+    aspects: reward components the training env records per step in
+      `info['aspects']` (a task tree's leaves; see AspectsWrapper).
 
   Returns:
     `Envs`: `train` is batched over `num_envs` by the caller's reset keys,
@@ -344,6 +482,8 @@ def make_envs(config: rrm_config.EnvConfig) -> Envs:
     `fixed_horizon`; `eval` is the standard task with `eval_episode_length`.
   """
   base = make_base_env(config, config.fixed_horizon)
+  if aspects:
+    base = AspectsWrapper(base, tuple(aspects))
   train = brax_envs.training.wrap(base, episode_length=config.episode_length)
   eval_env = brax_envs.training.wrap(
       make_base_env(config, fixed_horizon=False),

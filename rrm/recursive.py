@@ -23,7 +23,24 @@ simpler tasks help them evaluate. Here:
   helpers that is exactly the full-view teacher (tested).
 * **One budget**: `split_budget` divides the label budget between the levels
   of the tree by fixed fractions (largest remainder: the parts sum to the
-  budget exactly), and a level's part equally between its nodes.
+  budget exactly), and a level's part equally between its nodes. The split
+  is fixed (`config.recursive.level_fractions`), not adaptive; the initial
+  batch and each round's labels are split the same way (`make_plan`).
+
+In training (rrm/train.py, `config.recursive`): every rollout records the
+leaves' aspects per step (envs.AspectsWrapper) beside the segments in the
+pool. With the assisted user each non-root node has a helper: a reward-model
+ensemble trained by reward modeling from the user's labels of that node
+(leaves: the aspect judged alone; inner nodes: assisted by their children's
+helpers), all helpers stacked on one axis and updated in one vmapped step
+before the root's labels of the same iteration are asked. A helper's
+prediction becomes an assessment in its node's units by `calibrate`, shrunk
+by its `reliability` on the user's own held-out labels. The root's reward
+model learns from the root user's labels (limited, assisted or full view:
+`root_perceived`) and PPO trains on it, as in the plain loop. Metrics per
+level and node: labels spent, accuracy against the hidden truth
+(`pair_accuracy`), reliability; the root user's agreement with a full-view
+oracle (`oracle_agreement`).
 
 Everything here is pure and jittable; the vmapped-over-pairs callers pass
 one pair at a time, as rrm.oracle does.
@@ -32,6 +49,7 @@ one pair at a time, as rrm.oracle does.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Mapping, Sequence
 
 import flax
@@ -70,6 +88,9 @@ def parse_tree(spec: Mapping[str, Any], where: str = "tree") -> TaskNode:
   name = spec.get("name")
   if not isinstance(name, str) or not name:
     raise TreeError(f"{where}: every node needs a non-empty 'name'")
+  if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+    raise TreeError(f"{where}: node name {name!r} may hold only letters, "
+                    "digits, '_', '-' and '.' (it names files and metrics)")
   where = f"{where} node {name!r}"
   unknown = set(spec) - {"name", "weight", "aspect", "children"}
   if unknown:
@@ -306,3 +327,288 @@ def node_budgets(tree: TaskNode, budget: int,
     for node, n in zip(level, split_budget(part, [1.0] * len(level))):
       out[node.name] = n
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSchedule:
+  """A node's share of the label budget and of each batch (see `make_plan`)."""
+  budget: int
+  initial: int
+  per_round: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything static a recursive run needs, from its config.
+
+  Helpers are the tree's non-root nodes (assisted user only), in `nodes`
+  order; `helper_levels` are their distances from the root (1 = the root's
+  children). Weights are over the leaf aspects [K] (`node_weights`);
+  `combine[h]` [H] holds node h's children's weights at their helper
+  indices (zero rows for leaves) and `root_combine` [H] the root's.
+  """
+  user: str
+  tree: TaskNode
+  aspects: tuple[str, ...]
+  root_weights: np.ndarray  # [K]
+  visible: np.ndarray  # [K] the limited user's perception (ones otherwise)
+  decay: float
+  perfect_helpers: bool
+  helpers: tuple[TaskNode, ...]
+  helper_levels: tuple[int, ...]
+  helper_weights: np.ndarray  # [H, K]
+  combine: np.ndarray  # [H, H]
+  root_combine: np.ndarray  # [H]
+  root: NodeSchedule
+  helper_schedules: tuple[NodeSchedule, ...]
+
+  @property
+  def num_helpers(self) -> int:
+    return len(self.helpers)
+
+  @property
+  def depth(self) -> int:
+    return depth(self.tree)
+
+  def level_of(self, h: int) -> int:
+    return self.helper_levels[h]
+
+
+def _split_schedule(tree: TaskNode, user: str, budget: int, initial: int,
+                    per_round: int, fractions: Sequence[float]
+                    ) -> dict[str, NodeSchedule]:
+  if user != "assisted":
+    return {tree.name: NodeSchedule(budget, initial, per_round)}
+  budgets = node_budgets(tree, budget, fractions)
+  initials = node_budgets(tree, initial, fractions)
+  rounds = node_budgets(tree, per_round, fractions)
+  out = {}
+  for name, b in budgets.items():
+    i = min(initials[name], b)
+    # A node with labels left after its initial batch asks >= 1 per round.
+    r = max(rounds[name], 1) if b > i else 0
+    out[name] = NodeSchedule(b, i, r)
+  return out
+
+
+def make_plan(user: str, tree_spec: Mapping[str, Any], visible: Sequence[str],
+              decay: float, level_fractions: Sequence[float],
+              perfect_helpers: bool, budget: int, initial_labels: int,
+              labels_per_round: int) -> Plan:
+  """The static plan of a recursive run (user != "none").
+
+  Budget: with the assisted user, `budget`, the initial batch and each
+  round's labels are split between the levels by `level_fractions` and
+  within a level equally between nodes (`node_budgets`); the parts of each
+  sum to the whole, so the run spends exactly `budget` labels over all
+  nodes. The other users label the root only, with all of it.
+  """
+  tree = parse_tree(tree_spec)
+  aspects = aspect_names(tree)
+  weights = node_weights(tree)
+  helpers = tuple(n for n in nodes(tree) if n is not tree) if (
+      user == "assisted") else ()
+  index = {n.name: h for h, n in enumerate(helpers)}
+  level = {n.name: d for d, lv in enumerate(levels(tree)) for n in lv}
+  k, hn = len(aspects), len(helpers)
+  combine = np.zeros((hn, hn), np.float32)
+  for h, n in enumerate(helpers):
+    for c in n.children:
+      combine[h, index[c.name]] = c.weight
+  root_combine = np.zeros((hn,), np.float32)
+  for c in tree.children if helpers else ():
+    root_combine[index[c.name]] = c.weight
+  if user == "limited":
+    lim = make_limited_user(aspects, visible, decay)
+    vis = np.asarray(lim.visible)
+  else:
+    vis = np.ones((k,), np.float32)
+  schedules = _split_schedule(tree, user, budget, initial_labels,
+                              labels_per_round, level_fractions)
+  return Plan(
+      user=user, tree=tree, aspects=aspects,
+      root_weights=weights[tree.name], visible=vis, decay=float(decay),
+      perfect_helpers=bool(perfect_helpers), helpers=helpers,
+      helper_levels=tuple(level[n.name] for n in helpers),
+      helper_weights=np.stack([weights[n.name] for n in helpers]) if helpers
+      else np.zeros((0, k), np.float32),
+      combine=combine, root_combine=root_combine,
+      root=schedules[tree.name],
+      helper_schedules=tuple(schedules[n.name] for n in helpers))
+
+
+def _stats(x: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean and std of [P, L] per-step values over the valid segments' steps."""
+  w = jnp.broadcast_to(valid[:, None], x.shape).astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(w), 1.0)
+  mean = jnp.sum(w * x) / n
+  var = jnp.sum(w * jnp.square(x - mean)) / n
+  return mean, jnp.sqrt(var)
+
+
+# Held-out labels of a node below which its helper's reliability is not
+# estimated (see `reliability`).
+MIN_RELIABILITY_LABELS = 5
+
+
+def reliability(predicted_diff: jax.Array, label: jax.Array,
+                mask: jax.Array) -> jax.Array:
+  """A helper's reliability in [0, 1], from the user's held-out labels.
+
+  The correlation, over the held-out labelled pairs of the helper's node,
+  between the helper's predicted return difference (second - first) and
+  the user's answer coded -1 / 0 / +1 (first / equal / second). Observable
+  (no hidden truth), and unlike accuracy on decided pairs it counts the
+  ties: a helper whose output varies where the user saw no difference (a
+  rare aspect, e.g. a hazard most segments never touch) scores low. Below
+  zero, or undefined (the user's answers or the helper's differences are
+  all equal): 0. With fewer than `MIN_RELIABILITY_LABELS` held-out labels
+  the user has no evidence either way and takes the helper at its word: 1
+  (as a perfect helper; shrinking an untested helper to the mean would
+  make every assessment a constant, and every label a tie).
+
+  Args:
+    predicted_diff: [N] the helper's predicted return differences.
+    label: [N] the user's labels (0, 0.5, 1).
+    mask: [N] bool, the held-out labels to use.
+  """
+  w = mask.astype(jnp.float32)
+  n = jnp.sum(w)
+  y = 2.0 * label - 1.0
+  mx = jnp.sum(w * predicted_diff) / jnp.maximum(n, 1.0)
+  my = jnp.sum(w * y) / jnp.maximum(n, 1.0)
+  cov = jnp.sum(w * (predicted_diff - mx) * (y - my))
+  var = jnp.sum(w * jnp.square(predicted_diff - mx)) * jnp.sum(
+      w * jnp.square(y - my))
+  rho = cov / jnp.sqrt(jnp.maximum(var, 1e-30))
+  rho = jnp.where(var > 0, jnp.clip(rho, 0.0, 1.0), 0.0)
+  return jnp.where(n >= MIN_RELIABILITY_LABELS, rho, 1.0)
+
+
+def calibrate(prediction: jax.Array, target: jax.Array, valid: jax.Array,
+              rho: jax.Array | float = 1.0) -> jax.Array:
+  """A helper's assessment, [P, L]: its prediction in its node's units.
+
+  Comparisons fix a learned reward only up to an offset and a scale, and
+  the user must add several helpers' assessments with their weights. The
+  user supplies the scale from what they judged: the spread of the node's
+  value over the pool as they perceive it when labelling it (a leaf: the
+  aspect itself, which they judge accurately; an inner node: the
+  combination of its children's assessments). The assessment is the
+  least-squares estimate of the node's value from the prediction,
+  t_mean + rho * t_std * (prediction - p_mean) / p_std, with the helper's
+  reliability rho (`reliability`): an unreliable helper's assessment
+  shrinks to the mean instead of adding noise as large as the aspect's
+  real spread (measured on point_hazard with rho = 1: a hazard helper with
+  per-step correlation 0.07 to the truth drowned the goal's signal, and
+  the assisted user's view ordered pool pairs right only 56-70 % of the
+  time while each helper alone scored 80-90 %). A perfect helper's
+  (an increasing affine function of the true value, rho = 1) is exactly
+  the true value.
+
+  Args:
+    prediction: [P, L] the helper's (ensemble-mean) per-step predictions.
+    target: [P, L] the values the user perceives for this node.
+    valid: [P] bool, the pool's real segments.
+    rho: [] the helper's reliability in [0, 1].
+  """
+  p_mean, p_std = _stats(prediction, valid)
+  t_mean, t_std = _stats(target, valid)
+  return t_mean + rho * (prediction - p_mean) * t_std / jnp.maximum(
+      p_std, 1e-8)
+
+
+def assessments(plan: Plan, predictions: jax.Array, aspects: jax.Array,
+                valid: jax.Array, rho: jax.Array | None = None
+                ) -> tuple[jax.Array, jax.Array]:
+  """Every helper's assessment of the pool, and what the user judges it by.
+
+  Bottom-up over the tree's levels: a leaf helper is calibrated to its
+  aspect; an inner helper to the combination of its children's assessments,
+  which is also what the user perceives when labelling that node.
+
+  Args:
+    plan: the run's plan (assisted user).
+    predictions: [H, P, L] helpers' per-step predictions (ignored with
+      perfect helpers).
+    aspects: [P, L, K] the pool's true aspects.
+    valid: [P] bool.
+    rho: [H] the helpers' reliabilities (`reliability`; default 1).
+
+  Returns:
+    (assessed, perceived), each [H, P, L]: the helpers' assessments, and the
+    per-step values the user compares when labelling each helper's node.
+  """
+  hn = plan.num_helpers
+  true_values = jnp.einsum("plk,hk->hpl", aspects, plan.helper_weights)
+  if plan.perfect_helpers:
+    return true_values, true_values
+  if rho is None:
+    rho = jnp.ones((hn,))
+  assessed = jnp.zeros_like(true_values)
+  perceived = true_values
+  for d in sorted(set(plan.helper_levels), reverse=True):
+    idx = np.asarray([h for h in range(hn) if plan.helper_levels[h] == d])
+    leaf = np.asarray([plan.helpers[h].is_leaf for h in idx])
+    combined = jnp.einsum("ih,hpl->ipl", plan.combine[idx], assessed)
+    target = jnp.where(leaf[:, None, None], true_values[idx], combined)
+    perceived = perceived.at[idx].set(target)
+    assessed = assessed.at[idx].set(jax.vmap(
+        calibrate, in_axes=(0, 0, None, 0))(predictions[idx], target, valid,
+                                            rho[idx]))
+  return assessed, perceived
+
+
+def root_perceived(plan: Plan, aspects: jax.Array,
+                   assessed: jax.Array | None,
+                   teacher: rrm_oracle.TeacherParams
+                   ) -> tuple[jax.Array, rrm_oracle.TeacherParams]:
+  """[P, L] per-step values the root's user compares, and their teacher.
+
+  full_view: the true reward (every aspect, weighted); limited: only the
+  visible aspects, with rationality beta / n^decay; assisted: the root's
+  children's assessments, combined with the user's weights.
+  """
+  if plan.user == "assisted":
+    return jnp.einsum("h,hpl->pl", plan.root_combine, assessed), teacher
+  if plan.user == "limited":
+    seen = plan.root_weights * plan.visible
+    n = max(int(np.sum(seen != 0)), 1)
+    return aspects @ jnp.asarray(seen), teacher.replace(
+        beta=teacher.beta / n ** plan.decay)
+  return aspects @ jnp.asarray(plan.root_weights), teacher
+
+
+def pair_accuracy(predicted: jax.Array, truth: jax.Array,
+                  valid: jax.Array) -> jax.Array:
+  """How often predicted segment returns order pool pairs as the truth does.
+
+  Pairs are (i, i + P/2) of the pool; only pairs of valid segments whose
+  true returns differ count. nan when there are none.
+
+  Args:
+    predicted: [P] predicted segment returns.
+    truth: [P] true segment returns.
+    valid: [P] bool.
+  """
+  half = predicted.shape[0] // 2
+  a, b = slice(0, half), slice(half, 2 * half)
+  decided = valid[a] & valid[b] & (truth[a] != truth[b])
+  correct = ((predicted[b] > predicted[a]) == (truth[b] > truth[a])) & decided
+  n = jnp.sum(decided)
+  return jnp.where(n > 0, jnp.sum(correct) / jnp.maximum(n, 1), jnp.nan)
+
+
+def oracle_agreement(labels: Any) -> jax.Array:
+  """Share of stored labels a full-view perfect oracle would have given.
+
+  The stored segments' `true_reward` is the env's reward (the root's true
+  value), so this measures any root user -- limited, assisted, full view --
+  against the truth. Ties count as 0.5 for the oracle. nan when empty.
+  """
+  r1 = jnp.sum(labels.first.true_reward, axis=-1)
+  r2 = jnp.sum(labels.second.true_reward, axis=-1)
+  oracle = jnp.where(r2 > r1, 1.0, jnp.where(r2 < r1, 0.0, 0.5))
+  agree = (oracle == labels.label) & labels.mask
+  n = jnp.sum(labels.mask)
+  return jnp.where(n > 0, jnp.sum(agree) / jnp.maximum(n, 1), jnp.nan)

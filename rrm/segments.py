@@ -49,19 +49,21 @@ def cut(observation: jax.Array, action: jax.Array, next_observation: jax.Array,
     bool mask, true where the segment lies inside one episode (no episode ends
     before its last step).
   """
-  t, b = true_reward.shape
-  k = t // length
-
-  def split(x):
-    x = x[:k * length].reshape((k, length, b) + x.shape[2:])
-    x = jnp.swapaxes(x, 1, 2)  # [k, B, L, ...]
-    return x.reshape((k * b, length) + x.shape[3:])
-
+  split = lambda x: split_time(x, length)
   segments = Segments(split(observation), split(action),
                       split(next_observation), split(true_reward))
   ends = split(episode_end)  # [k * B, L]
   valid = jnp.all(ends[:, :-1] == 0, axis=-1)
   return segments, valid
+
+
+def split_time(x: jax.Array, length: int) -> jax.Array:
+  """[T, B, ...] -> [(T // L) * B, L, ...], as `cut` lays segments out."""
+  t, b = x.shape[:2]
+  k = t // length
+  x = x[:k * length].reshape((k, length, b) + x.shape[2:])
+  x = jnp.swapaxes(x, 1, 2)  # [k, B, L, ...]
+  return x.reshape((k * b, length) + x.shape[3:])
 
 
 @flax.struct.dataclass
@@ -70,6 +72,9 @@ class SegmentPool:
   segments: Segments  # [P, L, ...]
   valid: jax.Array  # [P] bool: slot holds a real segment
   cursor: jax.Array  # int32 scalar: next slot to write
+  # [P, L, K] hidden per-step reward components of the segments: the aspects
+  # a task tree's leaves name (rrm.recursive); K = 0 without a tree.
+  aspects: jax.Array
 
   @property
   def size(self) -> int:
@@ -77,14 +82,15 @@ class SegmentPool:
 
 
 def init_pool(size: int, length: int, obs_size: int,
-              action_size: int) -> SegmentPool:
+              action_size: int, num_aspects: int = 0) -> SegmentPool:
   return SegmentPool(segments=zeros(size, length, obs_size, action_size),
                      valid=jnp.zeros((size,), bool),
-                     cursor=jnp.zeros((), jnp.int32))
+                     cursor=jnp.zeros((), jnp.int32),
+                     aspects=jnp.zeros((size, length, num_aspects)))
 
 
 def add(pool: SegmentPool, segments: Segments, valid: jax.Array, num: int,
-        key: jax.Array) -> SegmentPool:
+        key: jax.Array, aspects: jax.Array | None = None) -> SegmentPool:
   """Writes `num` randomly chosen valid segments into the pool.
 
   Args:
@@ -94,6 +100,8 @@ def add(pool: SegmentPool, segments: Segments, valid: jax.Array, num: int,
       are valid, and then written as invalid slots.
     num: static number of segments to write (<= S, <= pool size).
     key: PRNG key for the choice.
+    aspects: [S, L, K] the candidates' reward components (a pool with K > 0
+      needs them).
 
   Returns:
     The pool with slots [cursor, cursor + num) mod P overwritten.
@@ -105,6 +113,12 @@ def add(pool: SegmentPool, segments: Segments, valid: jax.Array, num: int,
   slots = (pool.cursor + jnp.arange(num)) % pool.size
   new_segments = jax.tree.map(lambda p, s: p.at[slots].set(s[chosen]),
                               pool.segments, segments)
-  return pool.replace(segments=new_segments,
+  new_aspects = pool.aspects
+  if pool.aspects.shape[-1]:
+    if aspects is None:
+      raise ValueError("this pool keeps reward components (aspects); pass "
+                       "the candidates' aspects")
+    new_aspects = pool.aspects.at[slots].set(aspects[chosen])
+  return pool.replace(segments=new_segments, aspects=new_aspects,
                       valid=pool.valid.at[slots].set(valid[chosen]),
                       cursor=(pool.cursor + num) % pool.size)

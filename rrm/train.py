@@ -48,6 +48,7 @@ from rrm import logging as rrm_logging
 from rrm import oracle as rrm_oracle
 from rrm import ppo as rrm_ppo
 from rrm import queries as rrm_queries
+from rrm import recursive as rrm_recursive
 from rrm import report as rrm_report
 from rrm import reward as rrm_reward
 from rrm import segments as rrm_segments
@@ -94,6 +95,18 @@ def make_teacher(config: rrm_config.TrainConfig) -> rrm_oracle.TeacherParams:
 
 
 @flax.struct.dataclass
+class HelperState:
+  """Recursive reward modeling's helpers: one reward model per non-root node.
+
+  Stacked over the helper axis [H] (rrm.recursive.Plan.helpers): ensemble
+  parameters, optimiser states and each node's own label dataset (capacity:
+  the largest node budget; each node stops at its own).
+  """
+  reward: rrm_reward.RewardState
+  labels: rrm_feedback.LabelDataset
+
+
+@flax.struct.dataclass
 class TrainState:
   policy: rrm_ppo.PolicyState
   reward: rrm_reward.RewardState
@@ -105,6 +118,7 @@ class TrainState:
   episodes: EpisodeStats
   key: jax.Array  # typed PRNG key of the run; iteration i uses fold_in(key, i)
   iteration: jax.Array  # int32 scalar, iterations completed
+  helpers: HelperState | None = None  # assisted user's helpers (recursive)
 
 
 class Train(NamedTuple):
@@ -122,6 +136,7 @@ class Train(NamedTuple):
   iteration: Callable[[TrainState], tuple[TrainState, dict]]
   evaluate: Callable[[TrainState, jax.Array], dict[str, jax.Array]]
   envs: rrm_envs.Envs
+  plan: rrm_recursive.Plan | None = None  # a recursive run's static plan
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -172,13 +187,20 @@ def _mean_over_completed(x: jax.Array, completed: jax.Array) -> jax.Array:
 
 # State extras recorded with every transition: brax's truncation flag (for
 # GAE) and the step's outcome observation before any auto-reset (for segments
-# and the reward model; see envs.OutcomeObservationWrapper).
+# and the reward model; see envs.OutcomeObservationWrapper); with a task tree
+# also the step's reward components (envs.AspectsWrapper).
 _EXTRA_FIELDS = ("truncation", "outcome_obs")
+_RECURSIVE_EXTRA_FIELDS = _EXTRA_FIELDS + ("aspects",)
 
 
 def _outcome(data: brax_types.Transition) -> jax.Array:
   """[T, B, obs]: what each step led to (next_observation before resets)."""
   return data.extras["state_extras"]["outcome_obs"]
+
+
+def _aspects(data: brax_types.Transition) -> jax.Array | None:
+  """[T, B, K]: each step's reward components, when the run has a tree."""
+  return data.extras["state_extras"].get("aspects")
 
 
 def _to_ppo_layout(data: brax_types.Transition, unroll_length: int):
@@ -240,25 +262,236 @@ def _load_warm_start(config: rrm_config.TrainConfig,
   return lf
 
 
+def make_plan(config: rrm_config.TrainConfig) -> rrm_recursive.Plan | None:
+  """A recursive run's static plan (rrm.recursive.make_plan), else None."""
+  rec, fb = config.recursive, config.feedback
+  if not rec.enabled:
+    return None
+  return rrm_recursive.make_plan(
+      rec.user, json.loads(rec.tree), rec.visible, rec.decay,
+      rec.level_fractions, rec.helpers == "perfect", fb.budget,
+      fb.initial_labels, fb.labels_per_round)
+
+
+def _split_aspects(data: brax_types.Transition, length: int):
+  """[S, L, K] reward components of the rollout's segments (None: no tree)."""
+  a = _aspects(data)
+  return None if a is None else rrm_segments.split_time(a, length)
+
+
+class _Helpers(NamedTuple):
+  """The assisted user's helpers, built by `_make_helpers` (pure functions)."""
+  init: Callable[..., HelperState]
+  assess: Callable[[HelperState, rrm_segments.SegmentPool],
+                   tuple[jax.Array, jax.Array]]
+  predict: Callable[[HelperState, rrm_segments.SegmentPool],
+                    tuple[jax.Array, jax.Array]]
+  iteration: Callable[..., tuple[HelperState, dict[str, jax.Array]]]
+  reliability: Callable[[HelperState], jax.Array]
+
+
+def _make_helpers(plan: rrm_recursive.Plan, config: rrm_config.TrainConfig,
+                  model, reward_optimizer, reward_update,
+                  initial_reward_update, ask_teacher, obs_size: int,
+                  act_size: int) -> _Helpers:
+  """One reward model per non-root node, trained by reward modeling.
+
+  Each helper's labels come from the user judging its node: a leaf's aspect
+  directly (accurately, with the run's teacher), an inner node assisted by
+  its own children's helpers. Every helper is stacked on one axis [H] and
+  updated in one vmapped step; a node's labels follow the run's schedule
+  with its own share of the budget (`plan.helper_schedules`).
+  """
+  fb, rc = config.feedback, config.reward
+  hn = plan.num_helpers
+  schedules = plan.helper_schedules
+  budgets = np.asarray([s.budget for s in schedules], np.int32)
+  initials = np.asarray([s.initial for s in schedules], np.int32)
+  capacity = max(int(budgets.max()), 1)
+  quotas = [rrm_feedback.label_quotas(fb.schedule, s.budget, s.initial,
+                                      max(s.per_round, 1), fb.round_every,
+                                      fb.schedule_horizon) for s in schedules]
+  horizon = max(len(q) for q in quotas)
+  quotas = np.stack([np.pad(q, (0, horizon - len(q))) for q in quotas])
+  queries_per_round = max(int(quotas.max()), 1)
+  levels = np.asarray(plan.helper_levels)
+
+  def optimizer_of(hyper: Hyper) -> optax.GradientTransformation:
+    return optax.adamw(hyper.reward_learning_rate,
+                       weight_decay=hyper.reward_weight_decay)
+
+  def predict(state: HelperState, pool: rrm_segments.SegmentPool):
+    """([H, P, L] ensemble-mean per-step predictions, [H, M, P] returns)."""
+    segs = pool.segments
+    member = jax.vmap(lambda p, n: rrm_reward.predict(
+        model, p, n, segs.observation, segs.action, segs.next_observation))(
+            state.reward.params, state.reward.input_normalizer)
+    return jnp.mean(member, axis=1), jnp.sum(member, axis=-1)
+
+  heldout = rrm_reward.heldout_mask(capacity, rc.heldout_every)
+
+  def reliability(state: HelperState) -> jax.Array:
+    """[H] each helper's reliability on its user's held-out labels."""
+
+    def one(r, d):
+      diff = jnp.mean(
+          rrm_reward.member_returns(model, r.params, r.input_normalizer,
+                                    d.second)
+          - rrm_reward.member_returns(model, r.params, r.input_normalizer,
+                                      d.first), axis=0)
+      return rrm_recursive.reliability(diff, d.label, heldout & d.mask)
+
+    return jax.vmap(one)(state.reward, state.labels)
+
+  def assess(state: HelperState, pool: rrm_segments.SegmentPool):
+    predictions, _ = predict(state, pool)
+    rho = reliability(state)
+    return rrm_recursive.assessments(plan, predictions, pool.aspects,
+                                     pool.valid, rho)
+
+  def ask(state, pool, teacher, num_queries, active, iteration, key):
+    _, returns = predict(state, pool)
+    _, perceived = assess(state, pool)
+    ask_one = lambda r, lab, n, k, v: ask_teacher(
+        pool, r, lab, teacher, num_queries, n, iteration, k, v)
+    return jax.vmap(ask_one)(returns, state.labels, active,
+                             jax.random.split(key, hn), perceived)
+
+  def fit(reward, labels, key, hyper, update, mask):
+    new, _ = jax.vmap(lambda r, d, k: update(r, d, k, optimizer_of(hyper)))(
+        reward, labels, jax.random.split(key, hn))
+    pick = lambda old, upd: jnp.where(
+        mask.reshape(mask.shape + (1,) * (upd.ndim - 1)), upd, old)
+    return jax.tree.map(pick, reward, new)
+
+  def init(pool, input_normalizer, teacher, hyper, key) -> HelperState:
+    key_init, key = jax.random.split(key)
+    reward = jax.vmap(lambda k: rrm_reward.init_reward_state(
+        model, reward_optimizer, k, rc.ensemble_size))(
+            jax.random.split(key_init, hn))
+    reward = reward.replace(input_normalizer=jax.tree.map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x), (hn,) + jnp.shape(x)),
+        input_normalizer))
+    labels = jax.vmap(lambda _: rrm_feedback.init_labels(
+        capacity, fb.segment_length, obs_size, act_size))(jnp.arange(hn))
+    state = HelperState(reward=reward, labels=labels)
+    # Deepest level first: a level's helpers are trained before they
+    # assist the user on the level above.
+    for d in sorted(set(plan.helper_levels), reverse=True):
+      at = levels == d
+      n = int(np.max(np.where(at, initials, 0)))
+      if not n:
+        continue
+      key, key_ask, key_fit = jax.random.split(key, 3)
+      labels = ask(state, pool, teacher, n,
+                   jnp.asarray(np.where(at, initials, 0)), jnp.int32(-1),
+                   key_ask)
+      state = HelperState(
+          reward=fit(state.reward, labels, key_fit, hyper,
+                     initial_reward_update, jnp.asarray(at)),
+          labels=labels)
+    return state
+
+  def iteration(state, pool, teacher, hyper, it, key):
+    key_ask, key_fit = jax.random.split(key)
+    due = jax.vmap(rrm_feedback.labels_due, in_axes=(None, 0, 0, 0))(
+        it, state.labels.spent, jnp.asarray(budgets), jnp.asarray(quotas))
+    labels = ask(state, pool, teacher, queries_per_round, due, it, key_ask)
+    reward = jax.lax.cond(
+        jnp.any(due > 0),
+        lambda r: fit(r, labels, key_fit, hyper, reward_update, due > 0),
+        lambda r: r, state.reward)
+    return HelperState(reward=reward, labels=labels), {
+        "recursive/helper_labels_this_iteration": jnp.sum(due)}
+
+  return _Helpers(init=init, assess=assess, predict=predict,
+                  iteration=iteration, reliability=reliability)
+
+
+def _recursive_metrics(plan: rrm_recursive.Plan,
+                       pool: rrm_segments.SegmentPool, returns: jax.Array,
+                       values: jax.Array, labels: rrm_feedback.LabelDataset,
+                       helper_state: HelperState | None,
+                       helpers: _Helpers | None, true_reward: jax.Array,
+                       rollout_aspects: jax.Array) -> dict[str, jax.Array]:
+  """Per level and node: labels spent, accuracy against the hidden truth.
+
+  Accuracy is `rrm.recursive.pair_accuracy` on the pool: how often a node's
+  reward model orders pool segments as their true node values do. Also the
+  root user's agreement with a full-view oracle on the labels they gave,
+  how well what they perceive orders outcomes, and the tree's fit to the
+  env's reward on this rollout (`recursive/root_error`, relative).
+  """
+  valid = pool.valid
+  pool_true = jnp.sum(pool.segments.true_reward, axis=-1)
+  root_acc = rrm_recursive.pair_accuracy(jnp.mean(returns, axis=0),
+                                         pool_true, valid)
+  fit_error = jnp.max(jnp.abs(
+      rollout_aspects @ jnp.asarray(plan.root_weights) - true_reward))
+  m = {
+      "recursive/root_error": fit_error / jnp.maximum(
+          1.0, jnp.max(jnp.abs(true_reward))),
+      "recursive/user_agreement": rrm_recursive.oracle_agreement(labels),
+      "recursive/user_view_accuracy": rrm_recursive.pair_accuracy(
+          jnp.sum(values, axis=-1), pool_true, valid),
+      "recursive/level0/labels": labels.spent,
+      "recursive/level0/accuracy": root_acc,
+      f"recursive/node/{plan.tree.name}/labels": labels.spent,
+      f"recursive/node/{plan.tree.name}/accuracy": root_acc,
+  }
+  total = labels.spent
+  if helpers is not None:
+    predictions, _ = helpers.predict(helper_state, pool)
+    true_values = jnp.einsum("plk,hk->hp",
+                             pool.aspects, plan.helper_weights)
+    spent = helper_state.labels.spent
+    rho = helpers.reliability(helper_state)
+    acc = []
+    for h, node in enumerate(plan.helpers):
+      a = rrm_recursive.pair_accuracy(jnp.sum(predictions[h], axis=-1),
+                                      true_values[h], valid)
+      acc.append(a)
+      m[f"recursive/node/{node.name}/labels"] = spent[h]
+      m[f"recursive/node/{node.name}/accuracy"] = a
+      m[f"recursive/node/{node.name}/reliability"] = rho[h]
+    for d in sorted(set(plan.helper_levels)):
+      idx = [h for h, lv in enumerate(plan.helper_levels) if lv == d]
+      m[f"recursive/level{d}/labels"] = jnp.sum(spent[np.asarray(idx)])
+      m[f"recursive/level{d}/accuracy"] = jnp.nanmean(
+          jnp.stack([acc[h] for h in idx]))
+    total = total + jnp.sum(spent)
+  # One budget: the run's labels are every level's.
+  m["oracle/labels"] = total
+  return m
+
+
 def make_train(config: rrm_config.TrainConfig) -> Train:
   """Builds the jitted `init` and `iteration` of a run (compiled lazily).
 
   Raises ConfigError / LabelsFileError (before anything compiles) when a
   warm-start labels file does not fit the config.
   """
-  envs = rrm_envs.make_envs(config.env)
+  fb, rc = config.feedback, config.reward
+  plan = make_plan(config)
+  aspect_names = plan.aspects if plan else ()
+  num_aspects = len(aspect_names)
+  extra_fields = _RECURSIVE_EXTRA_FIELDS if plan else _EXTRA_FIELDS
+  envs = rrm_envs.make_envs(config.env, aspect_names)
   obs_size, act_size = envs.observation_size, envs.action_size
   num_envs = config.env.num_envs
   steps = config.steps_per_env_per_iteration
-  fb, rc = config.feedback, config.reward
   learned = config.learned_reward
   warm = _load_warm_start(config, envs) if learned else None
   num_warm = warm.size if warm else 0
+  # The root's share of the budget (all of it without helpers).
+  root_budget = plan.root.budget if plan else fb.budget
+  root_initial = plan.root.initial if plan else fb.initial_labels
+  root_per_round = plan.root.per_round if plan else fb.labels_per_round
   # Extra imported labels are stored on top of the budget.
-  label_capacity = fb.budget + (num_warm if fb.warm_start_extra else 0)
+  label_capacity = root_budget + (num_warm if fb.warm_start_extra else 0)
   # Counted imported labels replace as much of the initial batch.
-  initial_to_ask = (fb.initial_labels if fb.warm_start_extra
-                    else max(0, fb.initial_labels - num_warm))
+  initial_to_ask = (root_initial if fb.warm_start_extra
+                    else max(0, root_initial - num_warm))
 
   networks = rrm_ppo.make_networks(config.ppo, obs_size, act_size)
   policy_optimizer = rrm_ppo.make_optimizer(config.ppo)
@@ -282,35 +515,52 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
   # Labels due at each iteration (fixed; see feedback.label_quotas). A round
   # always queries the largest quota's number of pairs and keeps `due`.
   quotas = rrm_feedback.label_quotas(
-      fb.schedule, fb.budget, fb.initial_labels, fb.labels_per_round,
+      fb.schedule, root_budget, root_initial, max(root_per_round, 1),
       fb.round_every, fb.schedule_horizon)
   queries_per_round = max(int(quotas.max()), 1)
   heldout = rrm_reward.heldout_mask(label_capacity, rc.heldout_every)
 
   def ask_teacher(state_pool, returns, labels, teacher, num_queries,
-                  num_active, iteration, key):
+                  num_active, iteration, key, values=None):
     """Queries `num_queries` pairs, keeps the first `num_active` labels.
 
-    `returns` [M, P] are the ensemble's predicted returns of pool segments.
+    `returns` [M, P] are the ensemble's predicted returns of pool segments;
+    `values` [P, L] the per-step values the user compares (default: the
+    hidden true reward; rrm.recursive's users perceive other things).
     """
+    if values is None:
+      values = state_pool.segments.true_reward
     key_select, key_oracle = jax.random.split(key)
     q = select(state_pool, returns, num_queries, key_select)
     first = jax.tree.map(lambda x: x[q.first], state_pool.segments)
     second = jax.tree.map(lambda x: x[q.second], state_pool.segments)
-    # Skip / equal thresholds are fractions of the mean true return of the
-    # recent segments in the pool (see rrm.oracle).
-    pool_returns = jnp.sum(state_pool.segments.true_reward, axis=-1)
+    # Skip / equal thresholds are fractions of the mean return of the
+    # recent segments in the pool (see rrm.oracle), as the user perceives it.
+    pool_returns = jnp.sum(values, axis=-1)
     reference = jnp.sum(jnp.where(state_pool.valid, pool_returns, 0.0)) / (
         jnp.maximum(jnp.sum(state_pool.valid), 1))
     label, skipped = jax.vmap(rrm_oracle.label_pair,
                               in_axes=(None, 0, 0, 0, None))(
-                                  teacher, first.true_reward,
-                                  second.true_reward,
+                                  teacher, values[q.first], values[q.second],
                                   jax.random.split(key_oracle, num_queries),
                                   reference)
     active = jnp.arange(num_queries) < num_active
     return rrm_feedback.add_labels(labels, first, second, label, active,
                                    iteration, stored=~skipped)
+
+  helpers = _make_helpers(plan, config, model, reward_optimizer,
+                          reward_update, initial_reward_update, ask_teacher,
+                          obs_size, act_size) if (
+                              plan and plan.num_helpers) else None
+
+  def root_values(pool, helper_state, teacher):
+    """What the root's user compares, and their teacher (rrm.recursive)."""
+    if plan is None:
+      return None, teacher
+    assessed = None
+    if helpers is not None:
+      assessed, _ = helpers.assess(helper_state, pool)
+    return rrm_recursive.root_perceived(plan, pool.aspects, assessed, teacher)
 
   def random_policy(obs, key):
     return jax.random.uniform(key, obs.shape[:-1] + (act_size,), minval=-1.0,
@@ -325,7 +575,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
      key_fit) = jax.random.split(key, 7)
     env_state = envs.train.reset(jax.random.split(key_env, num_envs))
     pool = rrm_segments.init_pool(fb.pool_size, fb.segment_length, obs_size,
-                                  act_size)
+                                  act_size, num_aspects)
     labels = rrm_feedback.init_labels(label_capacity, fb.segment_length,
                                       obs_size, act_size)
     if warm_labels is not None:
@@ -333,25 +583,34 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                                           counted=not fb.warm_start_extra)
     reward = rrm_reward.init_reward_state(model, reward_optimizer, key_reward,
                                           rc.ensemble_size)
+    helper_state = None
     if learned:
       # Random-policy segments: enough steps that the pool fills up.
       per_env = -(-fb.pool_size // num_envs)
       _, data = acting.generate_unroll(
           envs.train, env_state, random_policy, key_rollout,
-          per_env * fb.segment_length, extra_fields=_EXTRA_FIELDS)
+          per_env * fb.segment_length, extra_fields=extra_fields)
       segments, valid = rrm_segments.cut(
           data.observation, data.action, _outcome(data), data.reward,
           1.0 - data.discount, fb.segment_length)
-      pool = rrm_segments.add(pool, segments, valid, fb.pool_size, key_pool)
+      pool = rrm_segments.add(pool, segments, valid, fb.pool_size, key_pool,
+                              _split_aspects(data, fb.segment_length))
       reward = reward.replace(input_normalizer=rrm_reward.fit_input_normalizer(
           model, pool.segments, pool.valid))
+      if helpers is not None:
+        key_ask, key_helpers = jax.random.split(key_ask)
+        # Bottom-up: each level's helpers learn before they assist the next.
+        helper_state = helpers.init(pool, reward.input_normalizer, teacher,
+                                    hyper, key_helpers)
       # No labels yet: the untrained ensemble's disagreement is its prior.
       returns = rrm_reward.member_returns(model, reward.params,
                                           reward.input_normalizer,
                                           pool.segments)
+      values, root_teacher = root_values(pool, helper_state, teacher)
       if initial_to_ask:
-        labels = ask_teacher(pool, returns, labels, teacher, initial_to_ask,
-                             initial_to_ask, jnp.int32(-1), key_ask)
+        labels = ask_teacher(pool, returns, labels, root_teacher,
+                             initial_to_ask, initial_to_ask, jnp.int32(-1),
+                             key_ask, values)
       reward, _ = initial_reward_update(reward, labels, key_fit,
                                         reward_optimizer_of(hyper))
       reward = rrm_reward.refit_normalizer(model, reward, labels,
@@ -364,7 +623,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
         hyper=hyper, env=env_state,
         episodes=EpisodeStats(zeros, zeros, zeros, zeros,
                               jnp.zeros((num_envs,), jnp.int32)),
-        key=key_run, iteration=jnp.zeros((), jnp.int32)))
+        key=key_run, iteration=jnp.zeros((), jnp.int32),
+        helpers=helper_state))
 
   def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
     key = jax.random.key_data(jax.random.fold_in(state.key, state.iteration))
@@ -372,7 +632,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
     policy = make_policy(rrm_ppo.inference_params(state.policy))
     env_state, data = acting.generate_unroll(
         envs.train, state.env, policy, key_rollout, steps,
-        extra_fields=_EXTRA_FIELDS)
+        extra_fields=extra_fields)
     true_reward = data.reward  # [T, B]
     if learned:
       reward_for_rl = rrm_reward.learned_reward(
@@ -395,19 +655,28 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
             episodes.last_true, episodes.completed),
     })
     reward_state, pool, labels = state.reward, state.pool, state.labels
+    helper_state = state.helpers
     if learned:
       segments, valid = rrm_segments.cut(
           data.observation, data.action, _outcome(data), true_reward,
           episode_end, fb.segment_length)
       pool = rrm_segments.add(pool, segments, valid, fb.segments_per_iteration,
-                              key_pool)
-      due = rrm_feedback.labels_due(state.iteration, labels.spent, fb.budget,
+                              key_pool, _split_aspects(data, fb.segment_length))
+      if helpers is not None:
+        key_ask, key_helpers = jax.random.split(key_ask)
+        helper_state, helper_metrics = helpers.iteration(
+            helper_state, pool, state.teacher, state.hyper, state.iteration,
+            key_helpers)
+        metrics.update(helper_metrics)
+      due = rrm_feedback.labels_due(state.iteration, labels.spent, root_budget,
                                     quotas)
       returns = rrm_reward.member_returns(model, reward_state.params,
                                           reward_state.input_normalizer,
                                           pool.segments)  # [M, P]
-      labels = ask_teacher(pool, returns, labels, state.teacher,
-                           queries_per_round, due, state.iteration, key_ask)
+      values, root_teacher = root_values(pool, helper_state, state.teacher)
+      labels = ask_teacher(pool, returns, labels, root_teacher,
+                           queries_per_round, due, state.iteration, key_ask,
+                           values)
 
       def fit(reward_state):
         reward_state, m = reward_update(reward_state, labels, key_fit,
@@ -440,6 +709,10 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
           "oracle/labels_stored": labels.count,
           "oracle/labels_this_iteration": due,
       })
+      if plan is not None:
+        metrics.update(_recursive_metrics(
+            plan, pool, returns, values, labels, helper_state, helpers,
+            true_reward, _aspects(data)))
     # Non-finite parameters, optimiser states or normalisers (1.0 = some).
     metrics["health/nonfinite_policy"] = 1.0 - _all_finite(
         policy_state).astype(jnp.float32)
@@ -447,7 +720,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
         reward_state).astype(jnp.float32)
     new_state = state.replace(
         policy=policy_state, reward=reward_state, pool=pool, labels=labels,
-        env=env_state, episodes=episodes, iteration=state.iteration + 1)
+        env=env_state, episodes=episodes, iteration=state.iteration + 1,
+        helpers=helper_state)
     return _strip_weak_types(new_state), metrics
 
   eval_env = brax_envs.training.EvalWrapper(envs.eval)
@@ -491,7 +765,7 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
   init_with_labels._cache_size = init_jit._cache_size  # pylint: disable=protected-access
   return Train(config=config, init=init_with_labels,
                iteration=jax.jit(iteration, donate_argnums=0),
-               evaluate=jax.jit(evaluate), envs=envs)
+               evaluate=jax.jit(evaluate), envs=envs, plan=plan)
 
 
 # Fields a resumed run may change; any other difference is refused.
@@ -570,6 +844,26 @@ def nonfinite_problem(metrics: dict[str, float],
     bad.append("health/nonfinite_reward_model (reward-model parameters, "
                "optimiser state or normalisers)")
   return ("non-finite " + ", ".join(bad)) if bad else None
+
+
+# Largest relative error of the tree's root against the env's reward that is
+# float rounding (sums of float32 components in another order).
+TREE_TOLERANCE = 1e-4
+
+
+def export_run_labels(state: TrainState, workdir: str,
+                      config: rrm_config.TrainConfig) -> None:
+  """Exports every label of a run: the root's to labels.npz, each helper's
+  (recursive runs) to labels.<node>.npz."""
+  rrm_checkpoint.export_labels(state.labels, state.teacher,
+                               os.path.join(workdir, "labels.npz"),
+                               config.env.name)
+  if state.helpers is not None:
+    for h, node in enumerate(make_plan(config).helpers):
+      rrm_checkpoint.export_labels(
+          jax.tree.map(lambda x, h=h: x[h], state.helpers.labels),
+          state.teacher, os.path.join(workdir, f"labels.{node.name}.npz"),
+          config.env.name)
 
 
 def check_writable(workdir: str) -> None:
@@ -745,8 +1039,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         "iteration": it, "labels_spent": int(host_state.labels.spent),
         "config": rrm_config.to_dict(config)})
     if config.learned_reward:
-      rrm_checkpoint.export_labels(host_state.labels, host_state.teacher,
-                                   labels_path, config.env.name)
+      export_run_labels(host_state, workdir, config)
     last_saved = it
     checkpoint_seconds += time.perf_counter() - t0
 
@@ -783,8 +1076,7 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
           writer.write(metrics)  # for diagnosis; a resume truncates it
         kept = ""
         if labels_path and config.learned_reward:
-          rrm_checkpoint.export_labels(state.labels, state.teacher,
-                                       labels_path, config.env.name)
+          export_run_labels(state, workdir, config)
           kept = f" Its labels are exported to {labels_path}."
         where = (f"the last good checkpoint (iteration {last_saved}) in "
                  f"{checkpointer.directory} is intact" if last_saved is not None
@@ -792,6 +1084,14 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
         raise FloatingPointError(
             f"iteration {it}: {problem}. The run stopped without saving this "
             f"state; {where}.{kept}")
+      tree_error = metrics.get("recursive/root_error", 0.0)
+      if tree_error > TREE_TOLERANCE:
+        raise rrm_config.ConfigError(
+            f"iteration {it}: the task tree's root does not reproduce the "
+            f"env's reward (max |weighted aspects - reward| = "
+            f"{tree_error:.3g} of the largest reward on the rollout): check "
+            f"config.recursive.tree's aspects and weights against "
+            f"{config.env.name!r}'s reward components")
       if it % config.eval_every == 0 or it == config.num_iterations:
         metrics.update({k: float(v) for k, v in jax.device_get(train.evaluate(
             state, jax.random.fold_in(key_eval, it))).items()})

@@ -180,3 +180,24 @@ def test_budget_split_is_exact_on_a_depth_3_tree():
     rec.node_budgets(tree, 10, [0.5, 0.5])
   with pytest.raises(rec.TreeError, match="non-negative"):
     rec.split_budget(10, [-1, 2])
+
+
+def test_reliability_of_a_helper_from_held_out_labels():
+  # Helper's predicted differences (second - first) and the user's labels.
+  diff = jnp.array([2.0, -1.0, 0.5, -3.0, 1.0, 0.0])
+  agree = jnp.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.5])
+  every = jnp.ones((6,), bool)
+  # Orders every pair as the user does: the Pearson correlation of the
+  # differences with the coded answers (+1, -1, +1, -1, +1, 0) is 0.884
+  # (not 1: the magnitudes vary).
+  np.testing.assert_allclose(float(rec.reliability(diff, agree, every)),
+                             np.corrcoef(diff, [1, -1, 1, -1, 1, 0])[0, 1],
+                             rtol=1e-5)
+  # Orders every pair the other way: clipped to 0.
+  assert float(rec.reliability(diff, 1.0 - agree, every)) == 0.0
+  # The user saw no difference anywhere: the helper's output is noise there.
+  assert float(rec.reliability(diff, jnp.full((6,), 0.5), every)) == 0.0
+  # Fewer than MIN_RELIABILITY_LABELS held out: no evidence, taken at its
+  # word (even where the few labels disagree with it).
+  few = jnp.arange(6) < rec.MIN_RELIABILITY_LABELS - 1
+  assert float(rec.reliability(diff, 1.0 - agree, few)) == 1.0

@@ -97,4 +97,19 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.report = ml_collections.ConfigDict()
   c.report.baseline_return = placeholder(float)
   c.report.threshold = 0.9
+
+  # Recursive reward modeling (rrm/recursive.py). user: none (the plain
+  # loop) | limited | assisted | full_view; the others need a task tree over
+  # the env's reward components, e.g.
+  #   {"name": "hopper", "children": [
+  #       {"name": "forward", "aspect": "reward_forward"},
+  #       {"name": "upright", "aspect": "reward_healthy"},
+  #       {"name": "effort", "aspect": "reward_ctrl"}]}
+  c.recursive = ml_collections.ConfigDict()
+  c.recursive.user = "none"
+  c.recursive.tree = placeholder(dict)
+  c.recursive.visible = ()  # limited: the aspects the user perceives
+  c.recursive.decay = 0.0  # limited: rationality beta / n^decay
+  c.recursive.level_fractions = ()  # assisted: budget share per level, root first
+  c.recursive.helpers = "learned"  # assisted: learned | perfect (ablation)
   return c

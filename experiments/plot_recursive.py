@@ -1,0 +1,113 @@
+"""Figure of the recursive experiment: true return against labels spent.
+
+  python -m experiments.plot_recursive \\
+      --workdirs=runs/recursive_point_hazard,runs/recursive_hopper \\
+      --out=runs/recursive.png
+
+One panel per sweep workdir (experiments/recursive.py, run by
+launch.sweep): for each root user (limited, assisted, full view), the
+evaluated true return of the main agent against the total labels spent
+over every level of the tree, mean over seeds with a 95 % Student-t band.
+It reads every member's metrics.jsonl (rrm.sweep's layout:
+<workdir>/<unit>/members/NNN/) and prints the final returns per seed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Any
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from launch import report as sweep_report
+
+USERS = ("limited", "assisted", "full_view")
+LABELS = {"limited": "(a) unassisted limited user",
+          "assisted": "(b) assisted user (recursive)",
+          "full_view": "(c) full-view oracle"}
+
+
+def load_curves(workdir: str) -> dict[str, list[dict[str, Any]]]:
+  """user -> one {seed, labels [E], returns [E]} per member, eval points only."""
+  out = collections.defaultdict(list)
+  for unit in sorted(os.listdir(workdir)):
+    members = os.path.join(workdir, unit, "members")
+    if not os.path.isdir(members):
+      continue
+    for m in sorted(os.listdir(members)):
+      d = os.path.join(members, m)
+      with open(os.path.join(d, "config.json")) as f:
+        config = json.load(f)
+      labels, returns = [], []
+      with open(os.path.join(d, "metrics.jsonl")) as f:
+        for line in f:
+          row = json.loads(line)
+          r = row.get("eval/true_return")
+          if r is not None and np.isfinite(r):
+            labels.append(row["oracle/labels"])
+            returns.append(r)
+      out[config["recursive"]["user"]].append({
+          "seed": config["seed"], "env": config["env"]["name"],
+          "labels": np.asarray(labels), "returns": np.asarray(returns)})
+  return dict(out)
+
+
+def summary(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
+  lines = []
+  for user in USERS:
+    runs = sorted(curves.get(user, []), key=lambda r: r["seed"])
+    finals = [float(r["returns"][-1]) for r in runs if len(r["returns"])]
+    mean, ci = sweep_report.mean_ci(finals)
+    lines.append(f"  {user:<10} final true return {mean:9.2f} ± {ci:.2f} "
+                 f"(seeds {', '.join(str(r['seed']) for r in runs)}: "
+                 + ", ".join(f"{v:.1f}" for v in finals) + ")")
+  return lines
+
+
+def plot(workdirs: list[str], out: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(workdirs), figsize=(5.5 * len(workdirs), 4),
+                           squeeze=False)
+  for ax, workdir in zip(axes[0], workdirs):
+    curves = load_curves(workdir)
+    env = next(iter(curves.values()))[0]["env"] if curves else workdir
+    print(f"{workdir} ({env}):")
+    print("\n".join(summary(curves)))
+    for user in USERS:
+      runs = curves.get(user)
+      if not runs:
+        continue
+      n = min(len(r["returns"]) for r in runs)
+      labels = np.mean([r["labels"][:n] for r in runs], axis=0)
+      returns = np.stack([r["returns"][:n] for r in runs])
+      mean = returns.mean(axis=0)
+      half = np.asarray([sweep_report.mean_ci(list(col))[1]
+                         for col in returns.T])
+      line, = ax.plot(labels, mean, marker="o", ms=3,
+                      label=f"{LABELS[user]} (n={len(runs)})")
+      if len(runs) > 1:
+        ax.fill_between(labels, mean - half, mean + half, alpha=0.2,
+                        color=line.get_color())
+    ax.set_title(env)
+    ax.set_xlabel("labels spent (all levels)")
+    ax.set_ylabel("true return (evaluation)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  fig.savefig(out, dpi=120)
+  print(f"figure: {out}")
+
+
+if __name__ == "__main__":
+  _WORKDIRS = flags.DEFINE_list("workdirs", None,
+                                "Sweep workdirs of experiments/recursive.py.")
+  _OUT = flags.DEFINE_string("out", "recursive.png", "PNG to write.")
+  flags.mark_flags_as_required(["workdirs"])
+  app.run(lambda argv: plot(_WORKDIRS.value, _OUT.value))
