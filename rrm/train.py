@@ -744,9 +744,14 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
         config.env.eval_episode_length)
     m = env_state.info["eval_metrics"]
     returns = m.episode_metrics["reward"]
+    # The true return's components (the env's `reward_*` metrics): which
+    # aspects of the task the policy got right, e.g. a task tree's leaves.
+    components = {f"eval/{k}": jnp.mean(v)
+                  for k, v in m.episode_metrics.items()
+                  if k.startswith("reward_")}
     return {"eval/true_return": jnp.mean(returns),
             "eval/true_return_std": jnp.std(returns),
-            "eval/episode_length": jnp.mean(m.episode_steps)}
+            "eval/episode_length": jnp.mean(m.episode_steps), **components}
 
   init_jit = jax.jit(init)
   warm_arrays = None if warm is None else jax.tree.map(

@@ -143,6 +143,9 @@ def test_recursive_run_learns(depth3):
   assert last["recursive/level0/accuracy"] > 0.65
   # Every level's labels were paid for, and the root's are all spent.
   assert last["oracle/labels"] == train.config.feedback.budget
+  # The evaluation reports the true return's components (the tree's leaves).
+  parts = [last[f"eval/{a}"] for a in train.plan.aspects]
+  np.testing.assert_allclose(sum(parts), last["eval/true_return"], rtol=1e-4)
 
 
 def test_perfect_helpers_make_the_assisted_user_the_full_view_oracle(depth3):
