@@ -187,17 +187,52 @@ def test_reliability_of_a_helper_from_held_out_labels():
   diff = jnp.array([2.0, -1.0, 0.5, -3.0, 1.0, 0.0])
   agree = jnp.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.5])
   every = jnp.ones((6,), bool)
-  # Orders every pair as the user does: the Pearson correlation of the
-  # differences with the coded answers (+1, -1, +1, -1, +1, 0) is 0.884
-  # (not 1: the magnitudes vary).
-  np.testing.assert_allclose(float(rec.reliability(diff, agree, every)),
-                             np.corrcoef(diff, [1, -1, 1, -1, 1, 0])[0, 1],
-                             rtol=1e-5)
-  # Orders every pair the other way: clipped to 0.
+  # Orders every decided pair as the user does, and says 0 where the user
+  # saw no difference: a perfect helper, 1.
+  assert float(rec.reliability(diff, agree, every)) == 1.0
+  # Orders every pair the other way: sign agreement 0, clipped to 0.
   assert float(rec.reliability(diff, 1.0 - agree, every)) == 0.0
-  # The user saw no difference anywhere: the helper's output is noise there.
+  # The user saw no difference anywhere: all of its spread is noise.
   assert float(rec.reliability(diff, jnp.full((6,), 0.5), every)) == 0.0
+  # Right on the 5 decided pairs, but 1.5 where the user saw a tie: the
+  # share of its spread on ties is q = 1.5^2 / (4 + 1 + .25 + 9 + 1 + 2.25)
+  # = 2.25 / 17.5, so rho = 1 * sqrt(1 - q).
+  noisy = diff.at[5].set(1.5)
+  np.testing.assert_allclose(float(rec.reliability(noisy, agree, every)),
+                             np.sqrt(1 - 2.25 / 17.5), rtol=1e-6)
+  # 4 of 5 decided pairs right: rho_decided = sin(pi (0.8 - 0.5)).
+  one_wrong = agree.at[4].set(0.0)
+  np.testing.assert_allclose(float(rec.reliability(diff, one_wrong, every)),
+                             np.sin(np.pi * 0.3), rtol=1e-6)
   # Fewer than MIN_RELIABILITY_LABELS held out: no evidence, taken at its
   # word (even where the few labels disagree with it).
   few = jnp.arange(6) < rec.MIN_RELIABILITY_LABELS - 1
   assert float(rec.reliability(diff, 1.0 - agree, few)) == 1.0
+
+
+def test_a_perfect_helpers_assessment_is_the_true_value():
+  truth = jax.random.normal(jax.random.PRNGKey(3), (8, 5))
+  valid = jnp.arange(8) < 7  # the last slot holds no segment
+  returns = jnp.sum(truth, axis=-1)
+  # Any increasing function of the helper's returns: the true returns
+  # exactly, spread evenly over the steps.
+  prediction = jnp.exp(truth) - 2.0
+  prediction = prediction.at[:7].set(
+      jnp.broadcast_to(jnp.exp(returns[:7, None] / 3.0), (7, 5)))
+  assessed = rec.calibrate(prediction, truth, valid)
+  np.testing.assert_allclose(jnp.sum(assessed, -1)[:7], returns[:7],
+                             rtol=1e-5)
+  np.testing.assert_allclose(assessed[:, 0], assessed[:, 4])
+  # An unreliable helper's assessment shrinks towards the mean; an empty
+  # slot gets the mean.
+  mean = float(jnp.mean(returns[:7]))
+  shrunk = jnp.sum(rec.calibrate(prediction, truth, valid, 0.5), -1)
+  np.testing.assert_allclose(shrunk[:7] - mean, 0.5 * (returns[:7] - mean),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(shrunk[7], mean, rtol=1e-5)
+  # A rare aspect keeps its shape: 2 of 7 segments pay a penalty, the
+  # helper is noisy on the others but ranks the 2 lowest.
+  penalty = jnp.zeros((8, 5)).at[1, 2].set(-3.0).at[4, 0].set(-3.0)
+  noisy = 0.1 * truth.at[1].set(-10.0).at[4].set(-12.0)
+  mapped = jnp.sum(rec.calibrate(noisy, penalty, valid), -1)
+  np.testing.assert_allclose(mapped[:7], [0, -3, 0, 0, -3, 0, 0], atol=1e-6)
