@@ -343,15 +343,17 @@ def _make_helpers(plan: rrm_recursive.Plan, config: rrm_config.TrainConfig,
 
     return jax.vmap(one)(state.reward, state.labels)
 
-  def assess(state: HelperState, pool: rrm_segments.SegmentPool):
-    predictions, _ = predict(state, pool)
+  def assess(state: HelperState, pool: rrm_segments.SegmentPool,
+             predictions: jax.Array | None = None):
+    if predictions is None:  # [H, P, L], from `predict`
+      predictions, _ = predict(state, pool)
     rho = reliability(state)
     return rrm_recursive.assessments(plan, predictions, pool.aspects,
                                      pool.valid, rho)
 
   def ask(state, pool, teacher, num_queries, active, iteration, key):
-    _, returns = predict(state, pool)
-    _, perceived = assess(state, pool)
+    predictions, returns = predict(state, pool)  # once for both uses
+    _, perceived = assess(state, pool, predictions)
     ask_one = lambda r, lab, n, k, v: ask_teacher(
         pool, r, lab, teacher, num_queries, n, iteration, k, v)
     return jax.vmap(ask_one)(returns, state.labels, active,
