@@ -94,7 +94,8 @@ def plot(workdirs: list[str], out: str) -> None:
       if len(runs) > 1:
         ax.fill_between(labels, mean - half, mean + half, alpha=0.2,
                         color=line.get_color())
-    ax.set_title(env)
+    ax.set_title(f"{env} ({os.path.basename(os.path.normpath(workdir))})",
+                 fontsize=10)
     ax.set_xlabel("labels spent (all levels)")
     ax.set_ylabel("true return (evaluation)")
     ax.grid(alpha=0.3)

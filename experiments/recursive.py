@@ -4,6 +4,10 @@
       --workdir=runs/recursive_point_hazard
   python -m launch.sweep --sweep=experiments/recursive.py:hopper \\
       --workdir=runs/recursive_hopper
+  # the hazard on the straight path instead of beside the goal:
+  python -m launch.sweep \\
+      --sweep=experiments/recursive.py:point_hazard_on_path \\
+      --workdir=runs/recursive_point_hazard_on_path
   python -m experiments.plot_recursive --workdirs=runs/recursive_point_hazard,\\
       runs/recursive_hopper --out=runs/recursive.png
 
@@ -11,8 +15,9 @@ Three root users label the same task with the same total label budget
 (`feedback.budget`, counted over every level of the tree):
 
   limited    the unassisted user: perceives only the most salient aspect
-             (point_hazard: the goal, missing the hazard and the effort;
-             hopper: forward progress, missing staying healthy and effort);
+             (point_hazard: the goal, missing the hazard beside it and the
+             effort; hopper: forward progress, missing staying healthy and
+             effort);
   assisted   recursive: half the budget trains one helper reward model per
              leaf aspect from the user's (accurate) judgements of that
              aspect alone, the other half labels the root with the helpers'
@@ -52,19 +57,20 @@ def _hopper(smoke: bool):
   c.recursive.level_fractions = (0.5, 0.5)
   c.reward.input = "obs_action"  # effort depends on the action
   if not smoke:
-    # CPU-sized: 64 envs, 150 iterations (~1.9M env steps per member).
+    # CPU-sized: 64 envs, 40 iterations (820k env steps per member; the
+    # three users' 15 members take about an hour on 2 CPU cores).
     c.env.num_envs = 64
     c.env.num_eval_envs = 16
     c.ppo.batch_size = 64
     c.ppo.num_minibatches = 16
     c.ppo.num_updates_per_batch = 4
-    c.num_iterations = 150
-    c.eval_every = 10
+    c.num_iterations = 40
+    c.eval_every = 5
     c.feedback.pool_size = 1024
     c.feedback.segments_per_iteration = 256
     c.feedback.budget = 1000
     c.feedback.initial_labels = 300
-    c.feedback.labels_per_round = 20
+    c.feedback.labels_per_round = 40  # the budget is spent at iteration 35
     c.feedback.round_every = 2
     c.feedback.query_selector = "disagreement"
     c.reward.hidden_layer_sizes = (64, 64)
@@ -75,7 +81,15 @@ def _point_hazard(smoke: bool):
   return point_hazard.get_config("smoke" if smoke else "")
 
 
-ENVS = {"point_hazard": _point_hazard, "hopper": _hopper}
+def _point_hazard_on_path(smoke: bool):
+  c = point_hazard.get_config("smoke" if smoke else "")
+  on_path = point_hazard.get_config("on_path").env.kwargs
+  c.env.kwargs.update(on_path.to_dict())
+  return c
+
+
+ENVS = {"point_hazard": _point_hazard,
+        "point_hazard_on_path": _point_hazard_on_path, "hopper": _hopper}
 
 
 def get_sweep(arg: str = "point_hazard") -> sweep.SweepDef:

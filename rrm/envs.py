@@ -219,29 +219,39 @@ def make_playground_env(name: str,
 
 
 class PointHazard(brax_base.Env):
-  """A point mass that should reach a goal without crossing a hazard.
+  """A point mass that should reach a goal while keeping out of a hazard.
 
   rrm's own small task for recursive reward modeling (pure JAX, no physics
   engine: it compiles in seconds on a CPU). The agent is a point in the plane
   at `start` with velocity, driven by a 2-D acceleration in [-1, 1]^2; the
-  goal is at `goal`, and a disc of radius `hazard_radius` around the origin
-  lies on the straight line between them. The reward is the sum of three
-  components, each in `state.metrics` (the aspects a task tree's leaves
-  name):
+  goal is at `goal`; a disc of radius `hazard_radius` around `hazard_center`
+  is the hazard. The reward is the sum of three components, each in
+  `state.metrics` (the aspects a task tree's leaves name):
 
     reward_goal    -|position - goal|          (per step: get there, stay)
     reward_hazard  -hazard_cost inside the disc, else 0
     reward_ctrl    -ctrl_cost |action|^2
 
-  A user who perceives only the most salient aspect (the goal) prefers
-  outcomes that cut through the hazard; one who also weighs the hazard pays
-  a short detour. Walls bound the arena (a learned reward cannot send the
-  agent off to states no label ever covered). Episodes never terminate;
-  observations are (position, velocity).
+  Two geometries (experiments/configs/point_hazard.py):
+    beside the goal  the disc covers the goal's far side (centre (1.3, 0),
+                     radius 0.5): the best outcome waits at the disc's edge,
+                     short of the goal. A user who perceives only the most
+                     salient aspect (the goal) prefers outcomes that sit on
+                     the goal, inside the hazard, for the whole episode.
+    on the path      the disc lies on the straight line from start to goal
+                     (centre (0, 0), the constructor's default): that user
+                     cuts through it; one who weighs the hazard detours. Any
+                     reward that prices the disc then has a ridge across the
+                     direct path, and a policy following a *learned* one
+                     often stalls in front of it (measured; README).
+  Walls bound the arena (a learned reward cannot send the agent off to
+  states no label ever covered). Episodes never terminate; observations are
+  (position, velocity).
   """
 
   def __init__(self, start=(-1.0, 0.0), goal=(1.0, 0.0),
                hazard_radius: float = 0.7, hazard_cost: float = 3.0,
+               hazard_center=(0.0, 0.0),
                ctrl_cost: float = 0.1, dt: float = 0.1, damping: float = 0.1,
                max_accel: float = 5.0, start_noise: float = 0.25,
                arena: float = 2.0, backend: str | None = None):
@@ -249,6 +259,7 @@ class PointHazard(brax_base.Env):
     self._start = jnp.asarray(start, jnp.float32)
     self._goal = jnp.asarray(goal, jnp.float32)
     self._hazard_radius = hazard_radius
+    self._hazard_center = jnp.asarray(hazard_center, jnp.float32)
     self._hazard_cost = hazard_cost
     self._ctrl_cost = ctrl_cost
     self._dt = dt
@@ -261,7 +272,8 @@ class PointHazard(brax_base.Env):
     return {
         "reward_goal": -jnp.linalg.norm(pos - self._goal),
         "reward_hazard": jnp.where(
-            jnp.linalg.norm(pos) < self._hazard_radius, -self._hazard_cost,
+            jnp.linalg.norm(pos - self._hazard_center) < self._hazard_radius,
+            -self._hazard_cost,
             0.0),
         "reward_ctrl": -self._ctrl_cost * jnp.sum(jnp.square(action)),
     }

@@ -1,14 +1,17 @@
 """Recursive reward modeling on rrm's point_hazard task (rrm/envs.py).
 
-A point mass must reach a goal; a hazard disc lies on the straight line to
-it, and control costs. The reward is the sum of three components, the
-leaves of the task tree below. The limited user perceives only the most
-salient one (the goal); the assisted user combines helpers' assessments of
-all three.
+A point mass must reach a goal; a hazard disc covers the goal's far side,
+and control costs. The reward is the sum of three components, the leaves of
+the task tree below. The limited user perceives only the most salient one
+(the goal), so it prefers outcomes that sit on the goal inside the hazard;
+the assisted user combines helpers' assessments of all three.
 
   python -m launch.train --config=experiments/configs/point_hazard.py \\
       --config.recursive.user=assisted --workdir=runs/point_hazard
   # users: limited | assisted | full_view | none (the plain loop)
+  # the hazard on the straight path to the goal instead (README: why the
+  # full view's learned reward then often stalls the policy):
+  python -m launch.train --config=experiments/configs/point_hazard.py:on_path
   # tiny variant for tests:
   python -m launch.train --config=experiments/configs/point_hazard.py:smoke
 """
@@ -44,6 +47,11 @@ def get_config(arg: str = ""):
   c.env.name = "point_hazard"
   c.env.episode_length = 50
   c.env.eval_episode_length = 50
+  # Beside the goal: the best outcome waits at the disc's edge, 0.2 short of
+  # the goal (true-reward PPO below: eval return -30).
+  c.env.kwargs.hazard_center = (1.3, 0.0)
+  c.env.kwargs.hazard_radius = 0.5
+  c.env.kwargs.hazard_cost = 3.0
   c.env.num_envs = 128
   c.env.num_eval_envs = 32
   c.num_iterations = 30
@@ -52,8 +60,8 @@ def get_config(arg: str = ""):
   c.ppo.batch_size = 128
   c.ppo.num_minibatches = 5  # 640 unrolls: 50 steps (one episode) per env
   # Measured with the true reward (30 iterations, 192k steps): these reach
-  # eval return -16 (standing still: -96; heading straight for the goal:
-  # -20); with discounting 0.97, lr 3e-4 and 4 epochs it stayed near -100.
+  # eval return -30 (on the path: -16; standing still: -96); on the path,
+  # discounting 0.97, lr 3e-4 and 4 epochs stayed near -100.
   c.ppo.num_updates_per_batch = 8
   c.ppo.learning_rate = 3e-3
   c.ppo.discounting = 0.9
@@ -63,10 +71,10 @@ def get_config(arg: str = ""):
   c.ppo.value_hidden_layer_sizes = (64, 64)
   c.reward.input = "obs_action"  # effort depends on the action
   c.reward.hidden_layer_sizes = (64, 64)
-  # Measured with the full-view teacher (one seed): with 600 labels (200
-  # initial, 20 per round, 50 SGD steps) the learned reward has a valley at
-  # the hazard that the policy never crosses (final return -105, as
-  # standing still); with 2000 -70; with 4000 and 4x the SGD steps -33.
+  # Measured with the full-view teacher on the path (one seed): with 600
+  # labels (200 initial, 20 per round, 50 SGD steps) the learned reward has
+  # a ridge at the hazard that the policy never crosses (final return -105,
+  # as standing still); with 2000 -70; with 4000 and 4x the SGD steps -33.
   c.reward.num_steps = 200
   c.reward.initial_num_steps = 2000
   c.feedback.segment_length = 10
@@ -80,7 +88,11 @@ def get_config(arg: str = ""):
   c.recursive.tree = TREE
   c.recursive.visible = ("reward_goal",)
   c.recursive.level_fractions = (0.5, 0.5)
-  if arg == "smoke":
+  if arg == "on_path":
+    c.env.kwargs.hazard_center = (0.0, 0.0)
+    c.env.kwargs.hazard_radius = 0.7
+    c.env.kwargs.hazard_cost = 3.0
+  elif arg == "smoke":
     # Big enough that leaf helpers learn their aspects in a few iterations
     # (the tests assert it), small enough to compile and run in ~30 s.
     c.num_iterations = 4
@@ -101,5 +113,6 @@ def get_config(arg: str = ""):
     c.feedback.initial_labels = 300
     c.feedback.labels_per_round = 30
   elif arg:
-    raise ValueError(f"unknown variant {arg!r}; known: '' (default), 'smoke'")
+    raise ValueError(f"unknown variant {arg!r}; known: '' (default), "
+                     "'on_path', 'smoke'")
   return c
