@@ -2,6 +2,8 @@
 
   python -m experiments.plot_recursive \\
       --workdirs=runs/recursive_point_hazard,runs/recursive_hopper \\
+      --references=runs/recursive_point_hazard_true,\\
+runs/recursive_hopper_true \\
       --out=runs/recursive.png
 
 One panel per sweep workdir (experiments/recursive.py, run by
@@ -10,6 +12,9 @@ evaluated true return of the main agent against the total labels spent
 over every level of the tree, mean over seeds with a 95 % Student-t band.
 It reads every member's metrics.jsonl (rrm.sweep's layout:
 <workdir>/<unit>/members/NNN/) and prints the final returns per seed.
+`--references` (optional, one per workdir, '' for none) are the same
+envs' `:true` sweeps: PPO on the true reward, drawn as a dashed line at
+its final mean.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def load_curves(workdir: str) -> dict[str, list[dict[str, Any]]]:
           row = json.loads(line)
           r = row.get("eval/true_return")
           if r is not None and np.isfinite(r):
-            labels.append(row["oracle/labels"])
+            # True-reward runs (the references) ask for no labels.
+            labels.append(row.get("oracle/labels", 0))
             returns.append(r)
       out[config["recursive"]["user"]].append({
           "seed": config["seed"], "env": config["env"]["name"],
@@ -68,13 +74,30 @@ def summary(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
   return lines
 
 
-def plot(workdirs: list[str], out: str) -> None:
+def reference_return(workdir: str) -> tuple[float, float, int]:
+  """Mean, 95 % half-width and count of a `:true` sweep's final returns."""
+  runs = load_curves(workdir).get("none", [])
+  finals = [float(r["returns"][-1]) for r in runs if len(r["returns"])]
+  if not finals:
+    raise ValueError(f"{workdir}: no true-reward (recursive.user='none') "
+                     "member with an evaluation")
+  mean, ci = sweep_report.mean_ci(finals)
+  return mean, ci, len(finals)
+
+
+def plot(workdirs: list[str], out: str,
+         references: list[str] | None = None) -> None:
+  references = list(references or [])
+  if references and len(references) != len(workdirs):
+    raise ValueError(f"give one reference per workdir ('' for none): "
+                     f"{len(workdirs)} workdirs, {len(references)} references")
+  references += [""] * (len(workdirs) - len(references))
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(workdirs), figsize=(5.5 * len(workdirs), 4),
                            squeeze=False)
-  for ax, workdir in zip(axes[0], workdirs):
+  for ax, workdir, ref in zip(axes[0], workdirs, references):
     curves = load_curves(workdir)
     env = next(iter(curves.values()))[0]["env"] if curves else workdir
     print(f"{workdir} ({env}):")
@@ -94,6 +117,12 @@ def plot(workdirs: list[str], out: str) -> None:
       if len(runs) > 1:
         ax.fill_between(labels, mean - half, mean + half, alpha=0.2,
                         color=line.get_color())
+    if ref:
+      mean, ci, n = reference_return(ref)
+      print(f"  true-reward PPO final true return {mean:9.2f} ± {ci:.2f} "
+            f"(n={n})")
+      ax.axhline(mean, color="k", ls="--", lw=1,
+                 label=f"true-reward PPO, final (n={n})")
     ax.set_title(f"{env} ({os.path.basename(os.path.normpath(workdir))})",
                  fontsize=10)
     ax.set_xlabel("labels spent (all levels)")
@@ -109,6 +138,9 @@ def plot(workdirs: list[str], out: str) -> None:
 if __name__ == "__main__":
   _WORKDIRS = flags.DEFINE_list("workdirs", None,
                                 "Sweep workdirs of experiments/recursive.py.")
+  _REFERENCES = flags.DEFINE_list(
+      "references", [], "Optional: one `:true` sweep workdir per workdir "
+      "('' for none), drawn as a dashed line.")
   _OUT = flags.DEFINE_string("out", "recursive.png", "PNG to write.")
   flags.mark_flags_as_required(["workdirs"])
-  app.run(lambda argv: plot(_WORKDIRS.value, _OUT.value))
+  app.run(lambda argv: plot(_WORKDIRS.value, _OUT.value, _REFERENCES.value))

@@ -27,8 +27,11 @@ Three root users label the same task with the same total label budget
 Each user is one work unit (its own program), its seeds vmapped in it.
 `launch.report --group_by=recursive.user` prints final true returns, mean
 and 95 % CI; the figure shows true return against total labels spent.
-`:<env>:<seeds>` changes the number of seeds (default 5); `:<env>:smoke`
-is a CPU-tiny variant for tests.
+`:<env>:<seeds>` changes the number of seeds (default 5); `:<env>:true`
+runs the reference, PPO on the env's own reward with the same config (5
+seeds; the figure draws its final mean as a dashed line when its workdir is
+given after the env's as `--references`); `:<env>:smoke` is a CPU-tiny
+variant for tests.
 """
 
 from experiments.configs import hopper
@@ -97,8 +100,14 @@ def get_sweep(arg: str = "point_hazard") -> sweep.SweepDef:
   if env not in ENVS:
     raise ValueError(f"unknown env {env!r}; known: {', '.join(ENVS)}")
   smoke = rest == "smoke"
+  if rest == "true":
+    # The reference: PPO on the env's own reward, same config, 5 seeds.
+    users = sweep.values("recursive.user", ["none"])
+    users = sweep.product(users, sweep.values("reward.source", ["true"]))
+    rest = ""
+  else:
+    users = sweep.values("recursive.user", USERS)
   seeds = 2 if smoke else int(rest) if rest else 5
   return sweep.SweepDef(
       base=ENVS[env](smoke),
-      members=sweep.product(sweep.values("recursive.user", USERS),
-                            sweep.values("seed", range(seeds))))
+      members=sweep.product(users, sweep.values("seed", range(seeds))))

@@ -18,6 +18,14 @@ from rrm import config as rrm_config
 from rrm import sweep
 
 
+def test_true_reward_reference_is_one_unit_of_seeds():
+  (unit,) = sweep.plan_units(recursive.get_sweep("hopper:true"))
+  assert [m.config.seed for m in unit.members] == list(range(5))
+  for m in unit.members:
+    assert m.config.recursive.user == "none"
+    assert not m.config.learned_reward
+
+
 @pytest.mark.parametrize("env", ["point_hazard", "point_hazard_on_path",
                                  "hopper", "point_hazard:smoke"])
 def test_recursive_sweeps_plan_one_valid_unit_per_user(env):
@@ -66,8 +74,10 @@ def _fake_sweep(workdir, finals):
       with open(os.path.join(d, "metrics.jsonl"), "w") as f:
         for it, labels, ret in ((5, 100, -90.0), (10, 200, None),
                                 (15, 300, final)):
-          f.write(json.dumps({"iteration": it, "oracle/labels": labels,
-                              "eval/true_return": ret}) + "\n")
+          row = {"iteration": it, "eval/true_return": ret}
+          if user != "none":  # true-reward runs ask for no labels
+            row["oracle/labels"] = labels
+          f.write(json.dumps(row) + "\n")
 
 
 def test_figure_script_summarises_and_writes_a_png(tmp_path):
@@ -85,7 +95,15 @@ def test_figure_script_summarises_and_writes_a_png(tmp_path):
   assert lines[0].split()[:5] == ["limited", "final", "true", "return",
                                   "-132.00"]
   assert "-45.0, -35.0" in lines[2]
+  reference = str(tmp_path / "true")
+  _fake_sweep(reference, {"none": [-28.0, -32.0]})
+  mean, _, n = plot_recursive.reference_return(reference)
+  assert (mean, n) == (-30.0, 2)
+  with pytest.raises(ValueError, match="no true-reward"):
+    plot_recursive.reference_return(workdir)
+  with pytest.raises(ValueError, match="one reference per workdir"):
+    plot_recursive.plot([workdir], "unused.png", [reference, reference])
   out = str(tmp_path / "fig" / "recursive.png")
-  plot_recursive.plot([workdir], out)
+  plot_recursive.plot([workdir], out, [reference])
   with open(out, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
