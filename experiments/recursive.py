@@ -8,8 +8,12 @@
   python -m launch.sweep \\
       --sweep=experiments/recursive.py:point_hazard_on_path \\
       --workdir=runs/recursive_point_hazard_on_path
+  # PPO on the true reward, same configs (the figure's dashed lines):
+  python -m launch.sweep --sweep=experiments/recursive.py:point_hazard:true \\
+      --workdir=runs/recursive_point_hazard_true  # and :hopper:true
   python -m experiments.plot_recursive --workdirs=runs/recursive_point_hazard,\\
-      runs/recursive_hopper --out=runs/recursive.png
+runs/recursive_hopper --references=runs/recursive_point_hazard_true,\\
+runs/recursive_hopper_true --out=runs/recursive.png
 
 Three root users label the same task with the same total label budget
 (`feedback.budget`, counted over every level of the tree):
@@ -92,8 +96,7 @@ def _point_hazard(smoke: bool):
 
 def _point_hazard_on_path(smoke: bool):
   c = point_hazard.get_config("smoke" if smoke else "")
-  on_path = point_hazard.get_config("on_path").env.kwargs
-  c.env.kwargs.update(on_path.to_dict())
+  c.env.kwargs.update(point_hazard.ON_PATH)
   return c
 
 
@@ -105,6 +108,9 @@ def get_sweep(arg: str = "point_hazard") -> sweep.SweepDef:
   env, _, rest = arg.partition(":")
   if env not in ENVS:
     raise ValueError(f"unknown env {env!r}; known: {', '.join(ENVS)}")
+  if rest not in ("", "smoke", "true") and not rest.isdigit():
+    raise ValueError(f"unknown variant {rest!r} of {env!r}; known: a number "
+                     "of seeds, 'true', 'smoke'")
   smoke = rest == "smoke"
   if rest == "true":
     # The reference: PPO on the env's own reward, same config, 5 seeds.

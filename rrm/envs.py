@@ -256,6 +256,16 @@ class PointHazard(brax_base.Env):
                max_accel: float = 5.0, start_noise: float = 0.25,
                arena: float = 2.0, backend: str | None = None):
     del backend  # no physics pipeline: every backend name runs the same code
+    for name, value in (("hazard_radius", hazard_radius),
+                        ("hazard_cost", hazard_cost), ("ctrl_cost", ctrl_cost),
+                        ("start_noise", start_noise)):
+      if not value >= 0:
+        raise ValueError(f"point_hazard: {name}={value!r} must be >= 0")
+    for name, value in (("start", start), ("goal", goal),
+                        ("hazard_center", hazard_center)):
+      if jnp.asarray(value).shape != (2,):
+        raise ValueError(f"point_hazard: {name}={value!r} must be a point "
+                         "(x, y)")
     self._start = jnp.asarray(start, jnp.float32)
     self._goal = jnp.asarray(goal, jnp.float32)
     self._hazard_radius = hazard_radius

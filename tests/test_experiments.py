@@ -47,9 +47,11 @@ def test_point_hazard_geometries_differ_only_in_the_hazard():
   assert beside.to_dict() == on_path.to_dict()
 
 
-def test_recursive_sweep_refuses_an_unknown_env():
+def test_recursive_sweep_refuses_an_unknown_env_or_variant():
   with pytest.raises(ValueError, match="unknown env 'walker'"):
     recursive.get_sweep("walker")
+  with pytest.raises(ValueError, match="unknown variant 'true:3'"):
+    recursive.get_sweep("hopper:true:3")
 
 
 def test_a_tree_that_misses_the_envs_reward_is_refused():

@@ -31,7 +31,7 @@ def _config(**changes):
   # The hazard on the path: at this size a hazard beside the goal is too
   # rarely visited for its helper to learn it (measured, seeds 0/1/2: hazard
   # helper 1.0/0.80/0.51, root model 0.80/0.51/0.51).
-  cd.env.kwargs.update(point_hazard.get_config("on_path").env.kwargs)
+  cd.env.kwargs.update(point_hazard.ON_PATH)
   cd.recursive.tree = point_hazard.TREE_DEPTH3
   cd.recursive.level_fractions = FRACTIONS
   cd.num_iterations = ITERATIONS
@@ -105,6 +105,17 @@ def test_point_hazard_beside_the_goal_prices_sitting_on_the_goal():
   # The best place to wait is the edge: its total beats the goal's.
   total = lambda m: float(m["reward_goal"] + m["reward_hazard"])
   assert total(at_edge) > total(at_goal)
+
+
+def test_point_hazard_refuses_a_bad_geometry_before_compiling():
+  with pytest.raises(ValueError, match="hazard_radius=-0.5 must be >= 0"):
+    rrm_envs.PointHazard(hazard_radius=-0.5)
+  with pytest.raises(ValueError, match=r"hazard_center=\(1.0,\) must be"):
+    rrm_envs.PointHazard(hazard_center=(1.0,))
+  cd = _config()
+  cd.env.kwargs.hazard_cost = float("nan")
+  with pytest.raises(ValueError, match="hazard_cost=nan"):
+    rrm_config.from_config_dict(cd)
 
 
 def test_depth_3_budget_accounting_is_exact(depth3):

@@ -42,16 +42,22 @@ TREE_DEPTH3 = {
 }
 
 
+# The hazard's geometries (rrm.envs.PointHazard's docstring), as env kwargs.
+# Beside the goal, the default: the best outcome waits at the disc's edge,
+# 0.2 short of the goal.
+BESIDE_GOAL = {"hazard_center": (1.3, 0.0), "hazard_radius": 0.5,
+               "hazard_cost": 3.0}
+# On the straight path from start to goal (the `on_path` variant).
+ON_PATH = {"hazard_center": (0.0, 0.0), "hazard_radius": 0.7,
+           "hazard_cost": 3.0}
+
+
 def get_config(arg: str = ""):
   c = base.get_base_config()
   c.env.name = "point_hazard"
   c.env.episode_length = 50
   c.env.eval_episode_length = 50
-  # Beside the goal: the best outcome waits at the disc's edge, 0.2 short of
-  # the goal (true-reward PPO below: eval return -30).
-  c.env.kwargs.hazard_center = (1.3, 0.0)
-  c.env.kwargs.hazard_radius = 0.5
-  c.env.kwargs.hazard_cost = 3.0
+  c.env.kwargs.update(BESIDE_GOAL)
   c.env.num_envs = 128
   c.env.num_eval_envs = 32
   c.num_iterations = 30
@@ -90,9 +96,7 @@ def get_config(arg: str = ""):
   c.recursive.visible = ("reward_goal",)
   c.recursive.level_fractions = (0.5, 0.5)
   if arg == "on_path":
-    c.env.kwargs.hazard_center = (0.0, 0.0)
-    c.env.kwargs.hazard_radius = 0.7
-    c.env.kwargs.hazard_cost = 3.0
+    c.env.kwargs.update(ON_PATH)
   elif arg == "smoke":
     # Big enough that leaf helpers learn their aspects in a few iterations
     # (the tests assert it), small enough to compile and run in ~30 s.
