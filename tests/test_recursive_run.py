@@ -252,3 +252,18 @@ def test_a_tree_on_a_failure_priced_env_needs_on_failure_continue():
     rrm_config.from_config_dict(cd)
   cd.env.on_failure = "continue"
   assert rrm_config.from_config_dict(cd).recursive.user == "full_view"
+
+
+def test_golden_assisted_depth3(depth3):
+  """init + 3 iterations of the depth-3 assisted run equal the golden
+  values (tests/golden_values.py), on the fixture's compiled program."""
+  import golden_values  # pylint: disable=g-import-not-at-top
+  config, train, _, initial, _ = depth3
+  state = _copy(initial)
+  metrics = []
+  with fast_compile():
+    for _ in range(3):
+      state, m = train.iteration(state)
+      metrics.append(jax.device_get(m))
+  golden_values.check("point_hazard_assisted_depth3",
+                      [initial, jax.device_get(state)], metrics)

@@ -451,3 +451,13 @@ def test_xmanager_backend_runs_units_as_work_units(swept, tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
   assert "skipping 1 finished units" in again.stdout
   assert "XManager experiment" not in again.stdout
+
+
+def test_golden_sweep(swept):
+  """The 4-member sweep's states and metrics equal the golden values
+  (tests/golden_values.py): init, 3 iterations, one evaluation."""
+  import golden_values  # pylint: disable=g-import-not-at-top
+  metrics = list(swept["history"])
+  metrics[-1] = {**metrics[-1], **swept["evaluation"]}
+  golden_values.check("sweep_4_members", [swept["init"], swept["final"]],
+                      metrics)
