@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "ml_collections==1.1.0",
     "numpy==2.4.6",
     "tensorboardX==2.6.5",
+    # The live progress bar of the host loop (rrm.logging.Progress).
+    "tqdm==4.70.1",
 ]
 
 # DM Control tasks (walker_walk, cheetah_run) from MuJoCo Playground:
@@ -28,14 +30,14 @@ INSTALL_REQUIRES = [
 # above without changing any (checked with `pip install --dry-run` and `pip
 # freeze`); its dm_control_suite models ship in the wheel, so no download
 # (Playground fetches mujoco_menagerie only for its locomotion/manipulation
-# envs, which rrm does not offer). warp-lang, lxml, mediapy and tqdm are its
-# requirements that nothing above brings, pinned at the versions checked.
+# envs, which rrm does not offer). warp-lang, lxml and mediapy are its
+# requirements that nothing above brings, pinned at the versions checked
+# (tqdm, its fourth, is in the pins above).
 PLAYGROUND_REQUIRES = [
     "playground==0.2.0",
     "warp-lang==1.19.0",
     "lxml==6.1.3",
     "mediapy==1.2.7",
-    "tqdm==4.70.1",
 ]
 
 # Cluster backends of launch/sweep.py: Slurm through submitit.

@@ -28,7 +28,9 @@ import jax
 from ml_collections import config_flags
 
 from rrm import checkpoint
-from rrm import config as rrm_config
+from rrm import config_parse
+from rrm import loop as rrm_loop
+from rrm import state as rrm_state
 from rrm import train as rrm_train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -48,11 +50,11 @@ def _du(path: str) -> int:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  config = rrm_config.from_config_dict(_CONFIG.value)
+  config = config_parse.from_config_dict(_CONFIG.value)
   train = rrm_train.make_train(config)
   root = tempfile.mkdtemp(prefix="rrm-bench-ckpt-")
   try:
-    seed_key, _ = rrm_train.run_keys(config.seed)
+    seed_key, _ = rrm_state.run_keys(config.seed)
     state = train.init(seed_key)
     state, _ = train.iteration(state)
     jax.block_until_ready(train.evaluate(state, seed_key))  # compiled now
@@ -107,7 +109,7 @@ def main(argv):
       for name, cfg in (("without", without), ("with", with_ckpt)):
         workdir = os.path.join(root, f"{name}_{r}")
         t0 = time.perf_counter()
-        result = rrm_train.run(cfg, workdir, progress=None, train=train)
+        result = rrm_loop.run(cfg, workdir, progress=None, train=train)
         walls[name].append(time.perf_counter() - t0)
         if name == "with":
           blocked.append(result["checkpoint_seconds"])

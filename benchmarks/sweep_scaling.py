@@ -27,8 +27,10 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import sweep as rrm_sweep
+from rrm import state as rrm_state
 from rrm import train as rrm_train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -46,7 +48,7 @@ def _members(base, size: int) -> list[rrm_config.TrainConfig]:
   for i in range(size):
     cd = rrm_sweep.apply_overrides(base, {
         "seed": i, "ppo.learning_rate": (3e-4, 1e-3)[i % 2]})
-    out.append(rrm_config.from_config_dict(cd))
+    out.append(config_parse.from_config_dict(cd))
   return out
 
 
@@ -55,7 +57,7 @@ def sequential(configs, iterations: int) -> dict[str, float]:
   steady = 0.0
   for config in configs:
     train = rrm_train.make_train(config)
-    state = train.init(rrm_train.run_keys(config.seed)[0])
+    state = train.init(rrm_state.run_keys(config.seed)[0])
     state, m = train.iteration(state)  # compiles
     jax.device_get(m)
     t1 = time.perf_counter()
@@ -86,7 +88,7 @@ def main(argv):
   jax.config.update("jax_enable_compilation_cache", False)
   base = _CONFIG.value
   iterations = _ITERATIONS.value
-  steps = rrm_config.from_config_dict(base).env_steps_per_iteration
+  steps = config_parse.from_config_dict(base).env_steps_per_iteration
   print(f"backend {jax.default_backend()}, {len(jax.devices())} device(s); "
         f"{iterations} iterations of {steps} env steps per member")
   print(f"{'S':>4} {'sequential s':>13} {'vmapped s':>10} {'wall ratio':>11} "

@@ -31,6 +31,7 @@ from ml_collections import config_flags
 import rrm  # noqa: F401  (quiet brax import)
 from brax.training.agents.ppo import networks as ppo_networks
 from brax.training.agents.ppo import train as brax_ppo
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import envs as rrm_envs
 from rrm import train as rrm_train
@@ -111,7 +112,7 @@ def brax_steps_per_second(config: rrm_config.TrainConfig, iterations: int,
 
 def main(argv):
   del argv
-  config = rrm_config.from_config_dict(_CONFIG.value)
+  config = config_parse.from_config_dict(_CONFIG.value)
   n = _ITERATIONS.value
   print(f"env {config.env.name} ({config.env.backend}), num_envs "
         f"{config.env.num_envs}, unroll {config.ppo.unroll_length}, "
@@ -128,12 +129,12 @@ def main(argv):
         f"init {labelled['compile_s']:.0f}s)")
   quiet_cd = _CONFIG.value.copy_and_resolve_references()
   quiet_cd.feedback.round_every = 10_000  # only the initial batch
-  quiet = rrm_steps_per_second(rrm_config.from_config_dict(quiet_cd), n)
+  quiet = rrm_steps_per_second(config_parse.from_config_dict(quiet_cd), n)
   print(f"rrm iteration (learned reward, no label round): "
         f"{quiet['sps']:>10,.0f} env-steps/s")
   true_cd = _CONFIG.value.copy_and_resolve_references()
   true_cd.reward.source = "true"
-  true = rrm_steps_per_second(rrm_config.from_config_dict(true_cd), n)
+  true = rrm_steps_per_second(config_parse.from_config_dict(true_cd), n)
   print(f"rrm iteration (true reward):         {true['sps']:>10,.0f} "
         "env-steps/s")
   print(f"ratio rrm(learned, labels on) / brax: "

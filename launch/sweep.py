@@ -472,14 +472,14 @@ def main(argv):
     if joined:
       print(f"unit {_UNIT.value}: {joined}", flush=True)
   from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
-  from rrm import train as rrm_train  # pylint: disable=g-import-not-at-top
+  from rrm import workdir as rrm_workdir
   workdir = _WORKDIR.value
   try:
     if _UNIT.value:
       print(run_unit(_SWEEP.value, workdir, _UNIT.value, _MAX_MEMBERS.value))
       return
     units = plan(_SWEEP.value, workdir, _MAX_MEMBERS.value)
-  except (rrm_config.ConfigError, rrm_train.WorkdirError,
+  except (rrm_config.ConfigError, rrm_workdir.WorkdirError,
           FloatingPointError) as e:
     sys.exit(f"error: {e}")
   members = sum(len(u.members) for u in units)

@@ -31,9 +31,11 @@ from ml_collections import config_flags
 
 from launch import common
 from rrm import checkpoint as rrm_checkpoint
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import preemption
-from rrm import train as rrm_train
+from rrm import loop as rrm_loop
+from rrm import workdir as rrm_workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Run config file, e.g. experiments/configs/hopper.py[:smoke].",
@@ -56,7 +58,7 @@ _LABELS_EXTRA = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 # Errors that are the user's to fix: reported as one message, no traceback.
-_REPORTED = (rrm_config.ConfigError, FileExistsError, rrm_train.WorkdirError,
+_REPORTED = (rrm_config.ConfigError, FileExistsError, rrm_workdir.WorkdirError,
              rrm_checkpoint.CheckpointError, rrm_checkpoint.LabelsFileError,
              FloatingPointError)
 
@@ -73,9 +75,9 @@ def main(argv):
     config_dict.feedback.warm_start_extra = _LABELS_EXTRA.value
   workdir = _WORKDIR.value
   try:
-    config = rrm_config.from_config_dict(config_dict)
+    config = config_parse.from_config_dict(config_dict)
     with preemption.StopOnSignals() as stop:
-      result = rrm_train.run(config, workdir, stop=stop, fresh=_FRESH.value,
+      result = rrm_loop.run(config, workdir, stop=stop, fresh=_FRESH.value,
                              overwrite=_OVERWRITE.value)
   except _REPORTED as e:
     sys.exit(f"error: {e}")

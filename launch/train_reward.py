@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 
 from launch import common
 from rrm import checkpoint as rrm_checkpoint
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import logging as rrm_logging
 from rrm.reward import offline
@@ -56,7 +57,7 @@ def main(argv):
   try:
     if _STEPS.value < 1 or _EVAL_EVERY.value < 1:
       raise rrm_config.ConfigError("--steps and --eval_every must be >= 1")
-    config = rrm_config.from_config_dict(config_dict)
+    config = config_parse.from_config_dict(config_dict)
     labels = rrm_checkpoint.load_labels(_LABELS.value)
     if labels.size < 2:
       raise rrm_checkpoint.LabelsFileError(

@@ -26,6 +26,10 @@ every process sees.
 `export_labels` / `load_labels` write and read the label dataset as a plain
 `.npz` (schema in `export_labels`): the most expensive thing a run holds is
 its feedback, and it must outlive any change of code.
+
+Why one module of ~480 lines: the checkpoint and the labels file are the
+two durable formats of a run, and both are read and refused by the same
+rules (layout, digest, what fits the run).
 """
 
 from __future__ import annotations

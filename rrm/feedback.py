@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrm import config as rrm_config
 from rrm import segments as rrm_segments
 
 
@@ -89,7 +88,7 @@ def add_labels(dataset: LabelDataset, first: rrm_segments.Segments,
       spent=dataset.spent + jnp.sum(active.astype(jnp.int32)))
 
 
-SCHEDULES = rrm_config.SCHEDULES
+SCHEDULES = ("constant", "annealed", "hyperbolic", "inverse_quadratic")
 
 
 def _cumulative_fraction(schedule: str, t: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ should finish the iteration in flight, save a checkpoint, wait for the save
 and exit 0, so that relaunching the same command resumes it.
 
     with preemption.StopOnSignals() as stop:
-      result = train.run(config, workdir, stop=stop)
+      result = loop.run(config, workdir, stop=stop)
 
 `stop()` returns the name of the first signal received, or None. A second
 SIGINT while the first is being handled raises KeyboardInterrupt (the user

@@ -23,7 +23,6 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rrm import config as rrm_config
 from rrm import segments as rrm_segments
 
 
@@ -82,7 +81,7 @@ def entropy(returns: jax.Array, queries: Queries) -> jax.Array:
   return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
 
 
-SELECTORS = rrm_config.QUERY_SELECTORS
+SELECTORS = ("uniform", "disagreement", "entropy")
 
 
 def make_selector(name: str, oversample: int = 1) -> Selector:

@@ -2,7 +2,7 @@
 
 A sweep's members are full run configs that differ only in
 `config.SWEEPABLE` fields (seed, learning rates, loss coefficients, the
-teacher). Those enter the state as arrays (`train.Hyper`,
+teacher). Those enter the state as arrays (`state.Hyper`,
 `oracle.TeacherParams`, the PRNG key), so `make_train(config)` of any one
 member compiles a program every member can run, and
 
@@ -53,20 +53,20 @@ import functools
 import json
 import math
 import os
-import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrm import checkpoint as rrm_checkpoint
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import logging as rrm_logging
+from rrm import loop as rrm_loop
 from rrm import multihost
-from rrm import report as rrm_report
+from rrm import state as rrm_state
 from rrm import train as rrm_train
+from rrm import workdir as rrm_workdir
 
 AXIS = "members"
 P = jax.sharding.PartitionSpec
@@ -156,7 +156,7 @@ def plan_units(sweep_def: SweepDef, max_members: int = 0) -> list[Unit]:
   groups: dict[str, list[Member]] = {}
   for i, overrides in enumerate(sweep_def.members):
     try:
-      config = rrm_config.from_config_dict(
+      config = config_parse.from_config_dict(
           apply_overrides(sweep_def.base, overrides))
     except rrm_config.ConfigError as e:
       raise rrm_config.ConfigError(
@@ -200,10 +200,10 @@ class Sweep(NamedTuple):
   padded: int  # members + padding copies (a multiple of the device count)
   mesh: jax.sharding.Mesh
   sharding: jax.sharding.NamedSharding  # of every state leaf and metric
-  init: Callable[[], rrm_train.TrainState]
-  iteration: Callable[[rrm_train.TrainState],
-                      tuple[rrm_train.TrainState, dict[str, jax.Array]]]
-  evaluate: Callable[[rrm_train.TrainState, int], dict[str, jax.Array]]
+  init: Callable[[], rrm_state.TrainState]
+  iteration: Callable[[rrm_state.TrainState],
+                      tuple[rrm_state.TrainState, dict[str, jax.Array]]]
+  evaluate: Callable[[rrm_state.TrainState, int], dict[str, jax.Array]]
   shard: Callable[[Any], Any]
 
 
@@ -214,7 +214,7 @@ def check_members(configs: Sequence[rrm_config.TrainConfig]) -> None:
   key = rrm_config.program_key(configs[0])
   for i, c in enumerate(configs[1:], 1):
     if rrm_config.program_key(c) != key:
-      diffs = [d for d in rrm_train.config_differences(
+      diffs = [d for d in rrm_workdir.config_differences(
           rrm_config.to_dict(configs[0]), rrm_config.to_dict(c), resumable=())
                if d.split(":")[0] not in rrm_config.SWEEPABLE]
       raise rrm_config.ConfigError(
@@ -248,12 +248,12 @@ def make_sweep(configs: Sequence[rrm_config.TrainConfig],
   train = rrm_train.make_train(configs[0])
   mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
   sharding = jax.sharding.NamedSharding(mesh, P(AXIS))
-  keys = [rrm_train.run_keys(c.seed) for c in members]
+  keys = [rrm_state.run_keys(c.seed) for c in members]
   put = functools.partial(multihost.put_global, sharding=sharding)
   seed_keys = put(jnp.stack([k[0] for k in keys]))
   eval_keys = put(jnp.stack([k[1] for k in keys]))
-  hypers = put(_stack([rrm_train.make_hyper(c) for c in members]))
-  teachers = put(_stack([rrm_train.make_teacher(c) for c in members]))
+  hypers = put(_stack([rrm_state.make_hyper(c) for c in members]))
+  teachers = put(_stack([rrm_state.make_teacher(c) for c in members]))
 
   def per_device(f, in_specs=P(AXIS)):
     # Each device runs vmap(f) over its own block of members. Left to the
@@ -291,18 +291,23 @@ def make_sweep(configs: Sequence[rrm_config.TrainConfig],
 
 
 def member_state(states: Any, i: int) -> Any:
-  """Member i's state, out of a stacked (host or device) state."""
+  """Member i's state (or metrics), out of a stacked (host or device) tree."""
   return jax.tree.map(lambda x: x[i], states)
 
 
-def _member_dir(workdir: str, i: int) -> str:
-  return os.path.join(workdir, "members", f"{i:03d}")
+def program(sweep: Sweep, members: Sequence[Member]) -> rrm_loop.Program:
+  """The host loop's view of a sweep (rrm.loop.run_program).
 
-
-def _json_default(v: Any) -> Any:
-  if isinstance(v, (np.integer, np.floating)):
-    return v.item()
-  return str(v)
+  The members' configs may differ from those the sweep was built with in
+  host-loop fields (rrm.workdir.RESUMABLE_CHANGES: iterations, cadences).
+  """
+  return rrm_loop.Program(
+      configs=tuple(m.config for m in members), plan=sweep.train.plan,
+      init=sweep.init,
+      iteration=sweep.iteration, evaluate=sweep.evaluate,
+      restore_init=lambda _: sweep.init(), member=member_state,
+      is_sweep=True, overrides=tuple(dict(m.overrides) for m in members),
+      sharding=sweep.sharding, shard=sweep.shard)
 
 
 def results_row(member: Member, i: int, report: Mapping[str, Any],
@@ -329,14 +334,6 @@ def results_row(member: Member, i: int, report: Mapping[str, Any],
   }
 
 
-def _write_json(path: str, value: Any) -> None:
-  """Writes JSON atomically: another process may be reading `path`."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True, default=_json_default)
-  os.replace(tmp, path)
-
-
 def run_sweep(members: Sequence[Member], workdir: str,
               progress: Callable[[str], None] | None = print,
               stop: Callable[[], str | None] | None = None,
@@ -348,14 +345,16 @@ def run_sweep(members: Sequence[Member], workdir: str,
     sweep.json              the members' overrides and configs
     checkpoints/            the stacked state of all members (resumable)
     members/NNN/            per member: config.json, metrics.jsonl,
-                            labels.npz, report.json (as a solo run's workdir)
+                            labels.npz (and labels.<node>.npz of a recursive
+                            run), report.json (as a solo run's workdir)
     results.jsonl           one row per member (see `results_row`)
 
-  A member whose values stop being finite is reported as diverged (the
-  iteration and what was not finite) and the others go on: a diverging
-  learning rate is a result of a sweep, not an error. Relaunching on the same
-  workdir resumes from the latest checkpoint (the members must be the same).
-  Returns {"states", "results", "stopped", "iteration", "sweep"}.
+  The host loop is a single run's (rrm.loop.run_program). A member whose
+  values stop being finite is reported as diverged (the iteration and what
+  was not finite) and the others go on: a diverging learning rate is a
+  result of a sweep, not an error. Relaunching on the same workdir resumes
+  from the latest checkpoint (the members must be the same). Returns
+  {"states", "results", "stopped", "iteration", "sweep"}.
 
   With several processes (see the module docstring) every process calls
   this with the same members; process 0 writes the files and prints
@@ -364,154 +363,28 @@ def run_sweep(members: Sequence[Member], workdir: str,
   returns the same results (read back from process 0's files).
   """
   members = list(members)
-  configs = [m.config for m in members]
-  check_members(configs)
-  c0 = configs[0]
-  primary = multihost.is_primary()
-  if not primary:
-    progress = None
-  rrm_train.check_writable(workdir)
-  spec = [{"overrides": dict(m.overrides), "config": rrm_config.to_dict(
-      m.config)} for m in members]
-  spec_path = os.path.join(workdir, "sweep.json")
-  t_start = time.time()
-  checkpointer = (rrm_checkpoint.Checkpointer(
-      os.path.join(workdir, "checkpoints"), c0.keep_checkpoints)
-                  if c0.checkpoint_every else None)
+  check_members([m.config for m in members])
+  rrm_workdir.check_writable(workdir)
   if sweep is None:
-    sweep = make_sweep(configs, devices)
-  states, start, diverged = None, 0, {}
-  if checkpointer is not None and checkpointer.latest_step() is not None:
-    with open(spec_path) as f:
-      saved = json.load(f)
-    diffs = []
-    if len(saved) != len(spec):
-      diffs.append(f"{len(saved)} members saved, {len(spec)} now")
-    else:
-      for i, (a, b) in enumerate(zip(saved, spec)):
-        diffs += [f"member {i}: {d}" for d in rrm_train.config_differences(
-            a["config"], json.loads(json.dumps(b["config"])))]
-    if diffs:
-      raise rrm_config.ConfigError(
-          f"{workdir} holds a sweep of other members; differences:\n  "
-          + "\n  ".join(diffs))
-    restored = checkpointer.restore_latest(lambda _: sweep.init(),
-                                           sweep.sharding)
-    if restored is not None:
-      start, host_states, metadata = restored
-      states = sweep.shard(host_states)
-      diverged = {int(k): v for k, v in metadata.get("diverged", {}).items()}
-      if progress:
-        progress(f"resumed sweep of {sweep.size} from {checkpointer.directory}"
-                 f" at iteration {start}")
-  writers = []
-  if primary:
-    _write_json(spec_path, spec)
-    for i, m in enumerate(members):
-      d = _member_dir(workdir, i)
-      os.makedirs(d, exist_ok=True)
-      with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(rrm_config.to_dict(m.config), f, indent=2, sort_keys=True)
-      metrics_path = os.path.join(d, "metrics.jsonl")
-      if start:
-        rrm_train.truncate_metrics(metrics_path, start)
-      elif os.path.exists(metrics_path):
-        os.remove(metrics_path)  # a sweep that never reached a checkpoint
-      writers.append(rrm_logging.MetricWriter(
-          d, tensorboard=c0.log.tensorboard))
-
-  def save(it: int, states) -> None:
-    meta = {"iteration": it, "members": sweep.size,
-            "diverged": {str(k): v for k, v in diverged.items()},
-            "config": rrm_config.to_dict(c0)}
-    if multihost.is_multiprocess():
-      # Orbax saves global arrays shard by shard (every process its own);
-      # the labels are gathered for process 0 to write.
-      checkpointer.save(it, states, meta)
-      labels = multihost.fetch((states.labels, states.teacher)) if (
-          c0.learned_reward) else None
-    else:
-      host = jax.device_get(states)
-      checkpointer.save(it, host, meta)
-      labels = (host.labels, host.teacher)
-    if c0.learned_reward and primary:
-      for i in range(sweep.size):
-        dataset, teacher = member_state(labels, i)
-        rrm_checkpoint.export_labels(
-            dataset, teacher,
-            os.path.join(_member_dir(workdir, i), "labels.npz"),
-            c0.env.name)
-
-  stopped, it = None, start
-  try:
-    if states is None:
-      states = sweep.init()
-    t_loop = time.time()
-    if progress and start == 0:
-      progress(f"init of {sweep.size} members (compile + initial labels): "
-               f"{t_loop - t_start:.1f}s")
-    for i in range(start, c0.num_iterations):
-      states, metrics = sweep.iteration(states)
-      it = i + 1
-      if it % c0.eval_every == 0 or it == c0.num_iterations:
-        metrics = {**metrics, **sweep.evaluate(states, it)}
-      metrics = multihost.fetch(metrics)
-      now = time.time()
-      for j, m in enumerate(members):
-        row = {k: float(v[j]) for k, v in metrics.items()}
-        row.update({"iteration": it,
-                    "env_steps": it * c0.env_steps_per_iteration,
-                    "time/elapsed_s": now - t_start})
-        problem = rrm_train.nonfinite_problem(row, m.config)
-        if problem and j not in diverged:
-          diverged[j] = f"iteration {it}: {problem}"
-          if primary:
-            logging.warning("sweep member %d %s diverged at %s", j,
-                            dict(m.overrides), diverged[j])
-        if writers:
-          writers[j].write(row)
-      requested = stop() if stop else None
-      if multihost.any_process(requested is not None):
-        # Every process stops (and saves) at the same iteration.
-        requested = requested or "a stop requested in another process"
-      if checkpointer and (it % c0.checkpoint_every == 0
-                           or it == c0.num_iterations or requested):
-        save(it, states)
-      if progress and (it % c0.log.print_every == 0
-                       or it == c0.num_iterations):
-        sps = ((it - start) * c0.env_steps_per_iteration * sweep.size
-               / (now - t_loop))
-        ret = metrics.get("eval/true_return")
-        progress(f"[{it}/{c0.num_iterations}] {sweep.size} members, "
-                 f"{sps:,.0f} env steps/s in all"
-                 + ("" if ret is None else ", eval return " + " ".join(
-                     f"{r:.0f}" for r in ret[:sweep.size])))
-      if requested and it < c0.num_iterations:
-        stopped = requested
-        break
-  finally:
-    for w in writers:
-      w.close()
-    if checkpointer:
-      checkpointer.close()
-  # The others read what process 0 has written.
-  multihost.barrier("sweep_written")
-  wall = time.time() - t_start
-  results = []
-  for i, m in enumerate(members):
-    d = _member_dir(workdir, i)
-    history = rrm_logging.read_metrics(os.path.join(d, "metrics.jsonl"))
-    report = rrm_report.feedback_efficiency(
-        history, m.config.report.baseline_return, m.config.report.threshold)
-    if primary:
-      with open(os.path.join(d, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-    results.append(results_row(m, i, report, history, diverged.get(i), wall,
-                               sweep.size))
-  if not stopped and primary:
+    sweep = make_sweep([m.config for m in members], devices)
+  out = rrm_loop.run_program(program(sweep, members), workdir, progress,
+                             stop)
+  results = [results_row(m, i, out.reports[i], _history(workdir, i, out),
+                         out.diverged.get(i), out.wall_s, sweep.size)
+             for i, m in enumerate(members)]
+  if not out.stopped and multihost.is_primary():
     with open(os.path.join(workdir, "results.jsonl"), "w") as f:
       for row in results:
-        f.write(json.dumps(row, sort_keys=True, default=_json_default) + "\n")
+        f.write(json.dumps(row, sort_keys=True,
+                           default=rrm_workdir.json_default) + "\n")
   multihost.barrier("sweep_done")
-  return {"states": states, "results": results, "stopped": stopped,
-          "iteration": it, "sweep": sweep}
+  return {"states": out.states, "results": results, "stopped": out.stopped,
+          "iteration": out.iteration, "sweep": sweep}
+
+
+def _history(workdir: str, i: int, out: rrm_loop.Outcome):
+  """Member i's metrics over the whole unit (all of them after a resume)."""
+  path = os.path.join(workdir, "members", f"{i:03d}", "metrics.jsonl")
+  if os.path.exists(path):
+    return rrm_logging.read_metrics(path)
+  return out.histories[i]

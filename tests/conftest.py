@@ -78,7 +78,7 @@ def smoke():
   one (tests that change shapes build their own).
   """
   from experiments.configs import inverted_pendulum  # pylint: disable=g-import-not-at-top
-  from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
+  from rrm import config_parse  # pylint: disable=g-import-not-at-top
   from rrm import train as rrm_train  # pylint: disable=g-import-not-at-top
-  config = rrm_config.from_config_dict(inverted_pendulum.get_config("smoke"))
+  config = config_parse.from_config_dict(inverted_pendulum.get_config("smoke"))
   return rrm_train.make_train(config)

@@ -13,6 +13,7 @@ from conftest import fast_compile
 
 from experiments.configs import inverted_pendulum
 from rrm import checkpoint
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import train as rrm_train
 
@@ -228,7 +229,7 @@ def _warm_config(path, extra, **feedback):
   cd.feedback.warm_start_extra = extra
   for k, v in feedback.items():
     cd.feedback[k] = v
-  return rrm_config.from_config_dict(cd)
+  return config_parse.from_config_dict(cd)
 
 
 def test_warm_start_refuses_labels_that_do_not_fit(smoke, tmp_path):

@@ -10,6 +10,7 @@ from experiments.configs import ant
 from experiments.configs import halfcheetah
 from experiments.configs import hopper
 from experiments.configs import inverted_pendulum
+from rrm import config_parse
 from rrm import config as rrm_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +24,7 @@ def _smoke():
                                     ant])
 @pytest.mark.parametrize("variant", ["", "smoke"])
 def test_shipped_configs_are_valid(module, variant):
-  cfg = rrm_config.from_config_dict(module.get_config(variant))
+  cfg = config_parse.from_config_dict(module.get_config(variant))
   assert cfg.env.name == module.__name__.rsplit(".", 1)[-1]
 
 
@@ -54,14 +55,14 @@ def test_single_field_errors_name_field_value_and_allowed(field, value,
   section, name = field.split(".")
   cd[section][name] = value
   with pytest.raises(rrm_config.ConfigError) as e:
-    rrm_config.from_config_dict(cd)
+    config_parse.from_config_dict(cd)
   text = str(e.value)
   assert f"config.{field}={value!r}" in text and message in text
 
 
 def _expect(cd, *fragments):
   with pytest.raises(rrm_config.ConfigError) as e:
-    rrm_config.from_config_dict(cd)
+    config_parse.from_config_dict(cd)
   for f in fragments:
     assert f in str(e.value), (f, str(e.value))
 
@@ -113,7 +114,7 @@ def test_true_reward_runs_ignore_label_budget_checks():
   cd.reward.source = "true"
   cd.feedback.budget = 1
   cd.feedback.initial_labels = 5
-  assert rrm_config.from_config_dict(cd).reward.source == "true"
+  assert config_parse.from_config_dict(cd).reward.source == "true"
 
 
 def test_launcher_refuses_bad_config_before_compiling(tmp_path):

@@ -26,7 +26,8 @@ from conftest import assert_trees_equal
 from conftest import launcher_env
 from rrm import checkpoint
 from rrm import logging as rrm_logging
-from rrm import train as rrm_train
+from rrm import loop as rrm_loop
+from rrm import workdir as rrm_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,7 +66,7 @@ def test_sigterm_then_kill9_then_resume_equals_an_uninterrupted_run(
   cfg = dataclasses.replace(smoke.config, **overrides)
   reference = str(tmp_path / "reference")
   t0 = time.time()
-  rrm_train.run(cfg, reference, progress=None, train=smoke)
+  rrm_loop.run(cfg, reference, progress=None, train=smoke)
   print(f"reference {time.time() - t0:.1f}s")
 
   workdir = str(tmp_path / "interrupted")
@@ -148,7 +149,7 @@ def test_nonfinite_values_stop_the_run_and_keep_the_last_good_checkpoint(
   cfg = dataclasses.replace(smoke.config, checkpoint_every=2)
   workdir = str(tmp_path / "run")
   with pytest.raises(FloatingPointError) as raised:
-    rrm_train.run(cfg, workdir, progress=None,
+    rrm_loop.run(cfg, workdir, progress=None,
                   train=_poison_before(smoke, 4))
   message = str(raised.value)
   assert message.startswith("iteration 4: non-finite")
@@ -167,7 +168,7 @@ def test_nonfinite_values_stop_the_run_and_keep_the_last_good_checkpoint(
 
   # Resuming (with the fault gone) continues from iteration 2; the exported
   # labels the checkpoint lacks are kept aside, not overwritten.
-  result = rrm_train.run(cfg, workdir, progress=None, train=smoke)
+  result = rrm_loop.run(cfg, workdir, progress=None, train=smoke)
   assert [m["iteration"] for m in result["metrics"]] == [3, 4, 5, 6]
   kept = glob.glob(os.path.join(workdir, "labels.after_2_*.npz"))
   assert len(kept) == 1 and np.load(kept[0])["label"].shape == (120,)
@@ -187,8 +188,8 @@ def test_a_full_disk_is_reported_with_the_last_complete_checkpoint(
     write(self, metrics)
 
   monkeypatch.setattr(rrm_logging.MetricWriter, "write", full_at_3)
-  with pytest.raises(rrm_train.WorkdirError) as raised:
-    rrm_train.run(cfg, str(tmp_path / "run"), progress=None, train=smoke)
+  with pytest.raises(rrm_workdir.WorkdirError) as raised:
+    rrm_loop.run(cfg, str(tmp_path / "run"), progress=None, train=smoke)
   assert "failed at iteration 3" in str(raised.value)
   assert "No space left on device" in str(raised.value)
   assert "last complete checkpoint is iteration 2" in str(raised.value)
@@ -199,10 +200,10 @@ def test_a_full_disk_is_reported_with_the_last_complete_checkpoint(
 def test_fresh_refuses_to_discard_a_run_without_overwrite(smoke, tmp_path):
   cfg = dataclasses.replace(smoke.config, num_iterations=2)
   workdir = str(tmp_path / "run")
-  rrm_train.run(cfg, workdir, progress=None, train=smoke)
+  rrm_loop.run(cfg, workdir, progress=None, train=smoke)
   with pytest.raises(FileExistsError, match="Add --overwrite"):
-    rrm_train.run(cfg, workdir, progress=None, train=smoke, fresh=True)
-  result = rrm_train.run(cfg, workdir, progress=None, train=smoke, fresh=True,
+    rrm_loop.run(cfg, workdir, progress=None, train=smoke, fresh=True)
+  result = rrm_loop.run(cfg, workdir, progress=None, train=smoke, fresh=True,
                          overwrite=True)
   assert [m["iteration"] for m in result["metrics"]] == [1, 2]
   assert len(glob.glob(os.path.join(workdir, "labels.discarded_*.npz"))) == 1
@@ -221,11 +222,11 @@ def test_stop_request_saves_a_checkpoint_and_resume_continues(smoke,
     calls.append(1)
     return "SIGTERM" if len(calls) >= 3 else None  # 1st poll: after init
 
-  result = rrm_train.run(cfg, workdir, progress=None, train=smoke, stop=stop)
+  result = rrm_loop.run(cfg, workdir, progress=None, train=smoke, stop=stop)
   assert result["stopped"] == "SIGTERM" and result["iteration"] == 2
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
   assert ckpt.all_steps() == [2]
   ckpt.close()
-  result = rrm_train.run(cfg, workdir, progress=None, train=smoke)
+  result = rrm_loop.run(cfg, workdir, progress=None, train=smoke)
   assert [m["iteration"] for m in result["metrics"]] == [3, 4, 5, 6]
   assert json.load(open(os.path.join(workdir, "config.json")))["seed"] == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import inverted_pendulum
-from rrm import config as rrm_config
+from rrm import config_parse
 from rrm import envs
 
 
@@ -14,7 +14,7 @@ def _env_config(**overrides):
   cd = inverted_pendulum.get_config("smoke")
   for k, v in overrides.items():
     cd.env[k] = v
-  return rrm_config.from_config_dict(cd).env
+  return config_parse.from_config_dict(cd).env
 
 
 @pytest.fixture(scope="module")

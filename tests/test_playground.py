@@ -20,6 +20,7 @@ from brax.envs.wrappers import training as brax_training
 from conftest import launcher_env
 from experiments.configs import cheetah_run
 from experiments.configs import walker_walk
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import envs
 
@@ -34,7 +35,7 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0,
 @pytest.fixture(scope="module")
 def walker():
   """walker_walk smoke envs and one random-action rollout of train and eval."""
-  cfg = rrm_config.from_config_dict(walker_walk.get_config("smoke"))
+  cfg = config_parse.from_config_dict(walker_walk.get_config("smoke"))
   made = envs.make_envs(cfg.env)
   eval_env = brax_training.EvalWrapper(made.eval)
   n, n_eval = cfg.env.num_envs, cfg.env.num_eval_envs
@@ -108,7 +109,7 @@ def test_walker_eval_env_counts_one_standard_episode(walker):
 def test_cheetah_run_makes(tmp_path, monkeypatch):
   # MuJoCo writes a deprecation warning about cheetah.xml to ./MUJOCO_LOG.TXT.
   monkeypatch.chdir(tmp_path)
-  cfg = rrm_config.from_config_dict(cheetah_run.get_config("smoke"))
+  cfg = config_parse.from_config_dict(cheetah_run.get_config("smoke"))
   made = envs.make_envs(cfg.env)
   assert (made.observation_size, made.action_size) == (17, 6)
 
@@ -116,7 +117,7 @@ def test_cheetah_run_makes(tmp_path, monkeypatch):
 @pytest.mark.parametrize("module", [walker_walk, cheetah_run])
 @pytest.mark.parametrize("variant", ["", "smoke"])
 def test_shipped_dmc_configs_are_valid(module, variant):
-  cfg = rrm_config.from_config_dict(module.get_config(variant))
+  cfg = config_parse.from_config_dict(module.get_config(variant))
   assert cfg.env.name == module.__name__.rsplit(".", 1)[-1]
   assert cfg.env.name in envs.available_envs()
 
@@ -127,7 +128,7 @@ def test_playground_names_refused_clearly():
     for k, v in env.items():
       cd.env[k] = v
     with pytest.raises(rrm_config.ConfigError) as e:
-      rrm_config.from_config_dict(cd)
+      config_parse.from_config_dict(cd)
     return str(e.value)
 
   msg = refused(backend="positional")
@@ -142,7 +143,7 @@ def test_missing_playground_names_the_fix(monkeypatch):
   cd = walker_walk.get_config("smoke")
   with pytest.raises(rrm_config.ConfigError,
                      match=r"pip install -e '\.\[playground\]'"):
-    rrm_config.from_config_dict(cd)
+    config_parse.from_config_dict(cd)
   with pytest.raises(ValueError, match=r"pip install -e '\.\[playground\]'"):
     envs.make_playground_env("walker_walk")
 

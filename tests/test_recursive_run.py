@@ -14,10 +14,12 @@ import pytest
 
 from experiments.configs import point_hazard
 from rrm import checkpoint as rrm_checkpoint
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import envs as rrm_envs
 from rrm import oracle
 from rrm import recursive as rec
+from rrm import loop as rrm_loop
 from rrm import train as rrm_train
 from conftest import assert_trees_equal
 from conftest import fast_compile
@@ -58,12 +60,12 @@ def depth3(tmp_path_factory):
   Compiled unoptimised (conftest.fast_compile): no other test shares its
   program, and jit keeps the executables for the tests below.
   """
-  config = rrm_config.from_config_dict(_config())
+  config = config_parse.from_config_dict(_config())
   train = rrm_train.make_train(config)
   workdir = str(tmp_path_factory.mktemp("recursive"))
   with fast_compile():
     initial = jax.device_get(train.init(jax.random.key(config.seed)))
-    out = rrm_train.run(config, workdir, progress=None, train=train)
+    out = rrm_loop.run(config, workdir, progress=None, train=train)
   return config, train, workdir, initial, out
 
 
@@ -85,7 +87,7 @@ def test_point_hazard_reward_is_the_sum_of_its_components():
                                    + m["reward_ctrl"]), rtol=1e-6)
     hazard += float(m["reward_hazard"]) < 0
   assert hazard > 0  # the straight line crosses the hazard
-  cfg = rrm_config.from_config_dict(_config()).env
+  cfg = config_parse.from_config_dict(_config()).env
   assert rrm_envs.reward_components(cfg) == (
       "reward_ctrl", "reward_goal", "reward_hazard")
 
@@ -115,7 +117,7 @@ def test_point_hazard_refuses_a_bad_geometry_before_compiling():
   cd = _config()
   cd.env.kwargs.hazard_cost = float("nan")
   with pytest.raises(ValueError, match="hazard_cost=nan"):
-    rrm_config.from_config_dict(cd)
+    config_parse.from_config_dict(cd)
 
 
 def test_depth_3_budget_accounting_is_exact(depth3):
@@ -237,7 +239,7 @@ def test_bad_recursive_configs_are_refused_before_compiling(change, match):
   if "recursive.visible" in change:
     cd.recursive.user = "limited"
   with pytest.raises(rrm_config.ConfigError, match=match):
-    rrm_config.from_config_dict(cd)
+    config_parse.from_config_dict(cd)
 
 
 def test_a_tree_on_a_failure_priced_env_needs_on_failure_continue():
@@ -249,9 +251,9 @@ def test_a_tree_on_a_failure_priced_env_needs_on_failure_continue():
       {"name": "h", "aspect": "reward_healthy"},
       {"name": "c", "aspect": "reward_ctrl"}]}
   with pytest.raises(rrm_config.ConfigError, match="continue"):
-    rrm_config.from_config_dict(cd)
+    config_parse.from_config_dict(cd)
   cd.env.on_failure = "continue"
-  assert rrm_config.from_config_dict(cd).recursive.user == "full_view"
+  assert config_parse.from_config_dict(cd).recursive.user == "full_view"
 
 
 def test_golden_assisted_depth3(depth3):

@@ -26,9 +26,11 @@ from conftest import launcher_env
 from experiments.configs import inverted_pendulum
 from launch import report as sweep_report
 from rrm import checkpoint as rrm_checkpoint
+from rrm import config_parse
 from rrm import config as rrm_config
 from rrm import sweep as rrm_sweep
-from rrm import train as rrm_train
+from rrm import state as rrm_state
+from rrm import diagnostics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERATIONS = 3
@@ -50,7 +52,7 @@ COMPARED = ("ppo/total_loss", "ppo/policy_loss", "ppo/value_loss",
 
 def _configs(members=MEMBERS):
   base = inverted_pendulum.get_config("smoke")
-  return [rrm_config.from_config_dict(rrm_sweep.apply_overrides(base, m))
+  return [config_parse.from_config_dict(rrm_sweep.apply_overrides(base, m))
           for m in members]
 
 
@@ -70,9 +72,9 @@ def swept():
 
 
 def _solo(train, config):
-  state = train.init(rrm_train.run_keys(config.seed)[0],
-                     rrm_train.make_hyper(config),
-                     rrm_train.make_teacher(config))
+  state = train.init(rrm_state.run_keys(config.seed)[0],
+                     rrm_state.make_hyper(config),
+                     rrm_state.make_teacher(config))
   init = jax.device_get(state)
   history = []
   for _ in range(ITERATIONS):
@@ -131,9 +133,9 @@ def test_hyperparameters_and_teachers_take_effect(swept):
   # The diverging member is flagged, and only it.
   row = lambda j: {k: float(v[j]) for k, v in h[0].items()}
   configs = _configs()
-  assert rrm_train.nonfinite_problem(row(3), configs[3])
+  assert diagnostics.nonfinite_problem(row(3), configs[3])
   for j in range(3):
-    assert rrm_train.nonfinite_problem(row(j), configs[j]) is None
+    assert diagnostics.nonfinite_problem(row(j), configs[j]) is None
   assert np.all(np.isfinite(swept["evaluation"]["eval/true_return"][:3]))
 
 
@@ -180,9 +182,9 @@ def test_run_sweep_stops_resumes_exactly_and_reports_divergence(swept,
   workdir = str(tmp_path / "unit")
   calls = {"n": 0}
 
-  def stop_after_first():
+  def stop_after_first():  # polled before the loop, then after iteration 1
     calls["n"] += 1
-    return "test stop" if calls["n"] == 1 else None
+    return "test stop" if calls["n"] == 2 else None
 
   first = rrm_sweep.run_sweep(members, workdir, progress=None,
                               stop=stop_after_first, sweep=sweep)
@@ -376,7 +378,7 @@ def test_one_unit_over_two_processes_equals_one_process(launched, swept,
   assert "process 0 of 2, 2 of 4 devices" in out[0]
   assert "process 1 of 2, 2 of 4 devices" in out[1]
   assert f"unit {unit} done: 4 members" in out[1]
-  assert "[1/1]" in out[0] and "[1/1]" not in out[1]  # progress: process 0
+  assert "it 1/1 |" in out[0] and "it 1/1" not in out[1]  # process 0 only
   one, two = launched["workdir"] / unit, workdir / unit
   for j in range(len(MEMBERS)):
     member = os.path.join("members", f"{j:03d}")

@@ -15,8 +15,8 @@ from conftest import assert_trees_equal
 from conftest import fast_compile
 
 from experiments.configs import inverted_pendulum
-from rrm import config as rrm_config
-from rrm import train as rrm_train
+from rrm import config_parse
+from rrm import loop as rrm_loop
 
 
 def _run(train, seed, iterations):
@@ -59,7 +59,7 @@ def test_label_budget_is_spent_exactly_and_labels_are_kept(smoke):
 
 def test_host_loop_writes_metrics(smoke, tmp_path):
   """Through the host loop: metrics.jsonl has every iteration and key."""
-  result = rrm_train.run(smoke.config, str(tmp_path), progress=None,
+  result = rrm_loop.run(smoke.config, str(tmp_path), progress=None,
                          train=smoke)
   hist = result["metrics"]
   lines = [json.loads(l) for l in open(os.path.join(tmp_path,
@@ -124,9 +124,9 @@ def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
   cd = inverted_pendulum.get_config("smoke")
   cd.reward.source = "true"
   cd.num_iterations = 4
-  config = rrm_config.from_config_dict(cd)
+  config = config_parse.from_config_dict(cd)
   with fast_compile():  # its own program (see conftest.fast_compile)
-    result = rrm_train.run(config, None, progress=None)
+    result = rrm_loop.run(config, None, progress=None)
   hist = result["metrics"]
   assert all("oracle/labels" not in m for m in hist)
   assert int(result["state"].labels.count) == 0
@@ -187,15 +187,15 @@ def test_resume_after_losing_the_latest_checkpoint_is_exact(smoke, tmp_path):
   import shutil
   from rrm import logging as rrm_logging
   cfg = dataclasses.replace(smoke.config, checkpoint_every=2)
-  straight = rrm_train.run(cfg, str(tmp_path / "b"), progress=None,
+  straight = rrm_loop.run(cfg, str(tmp_path / "b"), progress=None,
                            train=smoke)
   # Interrupted run: 3 iterations (checkpoints at 2 and 3), then the latest
   # checkpoint is lost, as if killed after iteration 3's metrics were
   # written but before its save.
   first = dataclasses.replace(cfg, num_iterations=3)
-  rrm_train.run(first, str(tmp_path / "a"), progress=None, train=smoke)
+  rrm_loop.run(first, str(tmp_path / "a"), progress=None, train=smoke)
   shutil.rmtree(tmp_path / "a" / "checkpoints" / "3")
-  resumed = rrm_train.run(cfg, str(tmp_path / "a"), progress=None,
+  resumed = rrm_loop.run(cfg, str(tmp_path / "a"), progress=None,
                           train=smoke)
   assert [m["iteration"] for m in resumed["metrics"]] == [3, 4, 5, 6]
   assert_trees_equal(straight["state"], resumed["state"])

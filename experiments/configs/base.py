@@ -98,7 +98,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.report.baseline_return = placeholder(float)
   c.report.threshold = 0.9
 
-  # Recursive reward modeling (rrm/recursive.py). user: none (the plain
+  # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
   # the env's reward components, e.g.
   #   {"name": "hopper", "children": [

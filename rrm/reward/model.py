@@ -17,6 +17,12 @@ import jax.numpy as jnp
 from rrm import segments as rrm_segments
 
 
+# What the reward model reads per step, and where training rewards come from
+# ("true": the env's own reward, the baseline every comparison needs).
+INPUTS = ("obs", "obs_action", "next_obs")
+SOURCES = ("learned", "true")
+
+
 class RewardModel(NamedTuple):
   """Static description of the reward network (no parameters)."""
   network: linen.Module

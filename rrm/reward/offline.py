@@ -15,7 +15,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from rrm import config as rrm_config
 from rrm import diagnostics
@@ -55,7 +54,7 @@ def train_offline(
   act_size = dataset.first.action.shape[-1]
   model = rrm_model.make_reward_model(rc.input, rc.hidden_layer_sizes,
                                       obs_size, act_size)
-  optimizer = optax.adamw(rc.learning_rate, weight_decay=rc.weight_decay)
+  optimizer = rrm_update.make_optimizer(rc.learning_rate, rc.weight_decay)
   key_init, key_train = jax.random.split(key)
   state = rrm_update.init_reward_state(model, optimizer, key_init,
                                        rc.ensemble_size)

@@ -28,6 +28,15 @@ class RewardState:
   normalizer: running_statistics.RunningStatisticsState
 
 
+def make_optimizer(learning_rate: float | jax.Array,
+                   weight_decay: float | jax.Array
+                   ) -> optax.GradientTransformation:
+  """The reward models' optimiser: AdamW (one definition for every caller;
+  array arguments keep one compiled program for any values, rrm.state.Hyper).
+  """
+  return optax.adamw(learning_rate, weight_decay=weight_decay)
+
+
 def init_reward_state(model: rrm_model.RewardModel,
                       optimizer: optax.GradientTransformation, key: jax.Array,
                       ensemble_size: int) -> RewardState:

@@ -1,0 +1,412 @@
+"""ConfigDict -> TrainConfig: every field checked before anything compiles.
+
+`from_config_dict` is the boundary between the launchers' ml_collections
+ConfigDicts and the typed configuration (rrm.config): it raises ConfigError
+naming the field, the bad value and what is allowed. The lists of choices
+are the domain modules' own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+
+from rrm import envs as rrm_envs
+from rrm import feedback as rrm_feedback
+from rrm import oracle as rrm_oracle
+from rrm import queries as rrm_queries
+from rrm import recursive as rrm_recursive
+from rrm import reward as rrm_reward
+from rrm.config import ConfigError
+from rrm.config import EnvConfig
+from rrm.config import FeedbackConfig
+from rrm.config import LogConfig
+from rrm.config import OracleConfig
+from rrm.config import PPOConfig
+from rrm.config import RecursiveConfig
+from rrm.config import ReportConfig
+from rrm.config import RewardConfig
+from rrm.config import TrainConfig
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+  raise ConfigError(f"config.{field}={value!r} is invalid: {allowed}.")
+
+
+def _positive_int(field: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    _fail(field, value, "must be a positive integer")
+  return value
+
+
+def _nonneg_int(field: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    _fail(field, value, "must be a non-negative integer")
+  return value
+
+
+def _positive_float(field: str, value: Any) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    _fail(field, value, "must be a positive number")
+  if not math.isfinite(value) or value <= 0:
+    _fail(field, value, "must be a positive finite number")
+  return float(value)
+
+
+def _nonneg_float(field: str, value: Any, allow_inf: bool = False) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    _fail(field, value, "must be a non-negative number")
+  if math.isnan(value) or value < 0 or (math.isinf(value) and not allow_inf):
+    _fail(field, value, "must be a non-negative "
+          + ("number (inf allowed)" if allow_inf else "finite number"))
+  return float(value)
+
+
+def _unit_interval(field: str, value: Any) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+      0.0 <= value <= 1.0):
+    _fail(field, value, "must be a number in [0, 1]")
+  return float(value)
+
+
+def _choice(field: str, value: Any, allowed: Sequence[str]) -> str:
+  if value not in allowed:
+    _fail(field, value, f"allowed values are {', '.join(map(repr, allowed))}")
+  return value
+
+
+def _layer_sizes(field: str, value: Any) -> tuple[int, ...]:
+  if isinstance(value, int) or not isinstance(value, (list, tuple)) or not value:
+    _fail(field, value, "must be a non-empty sequence of positive integers")
+  for v in value:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+      _fail(field, value, "must be a non-empty sequence of positive integers")
+  return tuple(value)
+
+
+def _section(cd: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  if name not in cd:
+    raise ConfigError(f"config.{name} is missing: every run config needs it "
+                      "(see experiments/configs/inverted_pendulum.py).")
+  return cd[name]
+
+
+def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
+  """Validates `cd` and returns the typed configuration.
+
+  Sections are checked in order (env, ppo, reward, feedback, oracle, log,
+  report, recursive, then the run's own fields and their consistency).
+
+  Raises:
+    ConfigError: on the first invalid or inconsistent field, naming it.
+  """
+  env = _env_config(cd)
+  ppo = _ppo_config(cd, env)
+  reward = _reward_config(cd)
+  feedback = _feedback_config(cd)
+  oracle = _oracle_config(cd)
+  log = _log_config(cd)
+  report = _report_config(cd)
+  recursive = _recursive_config(cd, env)
+  config = TrainConfig(
+      seed=_nonneg_int("seed", cd.seed),
+      num_iterations=_positive_int("num_iterations", cd.num_iterations),
+      eval_every=_positive_int("eval_every", cd.eval_every),
+      checkpoint_every=_nonneg_int("checkpoint_every", cd.checkpoint_every),
+      keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
+      env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
+      log=log, report=report, recursive=recursive)
+  _check_consistency(config)
+  return config
+
+
+def _env_config(cd: ml_collections.ConfigDict) -> EnvConfig:
+  """The env section."""
+  e = _section(cd, "env")
+  name = e.name
+  if name not in rrm_envs.available_envs():
+    _fail("env.name", name, rrm_envs.unknown_env_message(name))
+  backend = _choice("env.backend", e.backend, rrm_envs.BACKENDS)
+  if name in rrm_envs.playground_envs() and backend != "mjx":
+    _fail("env.backend", backend,
+          f"env {name!r} is a MuJoCo Playground task, which runs on MJX only: "
+          "set 'mjx'")
+  env = EnvConfig(
+      name=name,
+      backend=backend,
+      episode_length=_positive_int("env.episode_length", e.episode_length),
+      eval_episode_length=_positive_int("env.eval_episode_length",
+                                        e.eval_episode_length),
+      fixed_horizon=bool(e.fixed_horizon),
+      on_failure=_choice("env.on_failure", e.on_failure,
+                         rrm_envs.ON_FAILURE),
+      failure_reward=float(e.failure_reward),
+      num_envs=_positive_int("env.num_envs", e.num_envs),
+      num_eval_envs=_positive_int("env.num_eval_envs", e.num_eval_envs),
+      kwargs=dict(e.get("kwargs", {}) or {}),
+  )
+  if not math.isfinite(env.failure_reward):
+    _fail("env.failure_reward", env.failure_reward, "must be finite")
+  return env
+
+
+def _ppo_config(cd: ml_collections.ConfigDict, env: EnvConfig) -> PPOConfig:
+  """The ppo section (its rollout must split evenly over the envs)."""
+  p = _section(cd, "ppo")
+  ppo = PPOConfig(
+      unroll_length=_positive_int("ppo.unroll_length", p.unroll_length),
+      batch_size=_positive_int("ppo.batch_size", p.batch_size),
+      num_minibatches=_positive_int("ppo.num_minibatches", p.num_minibatches),
+      num_updates_per_batch=_positive_int("ppo.num_updates_per_batch",
+                                          p.num_updates_per_batch),
+      learning_rate=_positive_float("ppo.learning_rate", p.learning_rate),
+      entropy_cost=_nonneg_float("ppo.entropy_cost", p.entropy_cost),
+      discounting=_unit_interval("ppo.discounting", p.discounting),
+      gae_lambda=_unit_interval("ppo.gae_lambda", p.gae_lambda),
+      clipping_epsilon=_positive_float("ppo.clipping_epsilon",
+                                       p.clipping_epsilon),
+      reward_scaling=_positive_float("ppo.reward_scaling", p.reward_scaling),
+      normalize_observations=bool(p.normalize_observations),
+      max_grad_norm=(None if p.max_grad_norm is None else _positive_float(
+          "ppo.max_grad_norm", p.max_grad_norm)),
+      policy_hidden_layer_sizes=_layer_sizes("ppo.policy_hidden_layer_sizes",
+                                             p.policy_hidden_layer_sizes),
+      value_hidden_layer_sizes=_layer_sizes("ppo.value_hidden_layer_sizes",
+                                            p.value_hidden_layer_sizes),
+  )
+  rollout = ppo.batch_size * ppo.num_minibatches
+  if rollout % env.num_envs:
+    raise ConfigError(
+        f"config.ppo.batch_size * config.ppo.num_minibatches = {ppo.batch_size}"
+        f" * {ppo.num_minibatches} = {rollout} must be a multiple of "
+        f"config.env.num_envs={env.num_envs}: each iteration collects "
+        "batch_size * num_minibatches unrolls, the same number from every env "
+        "(brax's PPO layout).")
+  return ppo
+
+
+def _reward_config(cd: ml_collections.ConfigDict) -> RewardConfig:
+  """The reward section."""
+  r = _section(cd, "reward")
+  reward = RewardConfig(
+      source=_choice("reward.source", r.source, rrm_reward.SOURCES),
+      input=_choice("reward.input", r.input, rrm_reward.INPUTS),
+      ensemble_size=_positive_int("reward.ensemble_size", r.ensemble_size),
+      hidden_layer_sizes=_layer_sizes("reward.hidden_layer_sizes",
+                                      r.hidden_layer_sizes),
+      learning_rate=_positive_float("reward.learning_rate", r.learning_rate),
+      weight_decay=_nonneg_float("reward.weight_decay", r.weight_decay),
+      batch_size=_positive_int("reward.batch_size", r.batch_size),
+      num_steps=_positive_int("reward.num_steps", r.num_steps),
+      initial_num_steps=_positive_int("reward.initial_num_steps",
+                                      r.initial_num_steps),
+      heldout_every=_nonneg_int("reward.heldout_every", r.heldout_every),
+      uncertainty_penalty=_nonneg_float("reward.uncertainty_penalty",
+                                        r.uncertainty_penalty),
+  )
+  if reward.heldout_every == 1:
+    _fail("reward.heldout_every", 1, "0 (no held-out labels) or >= 2 (every "
+          "k-th label is held out; 1 would hold out every label)")
+  return reward
+
+
+def _feedback_config(cd: ml_collections.ConfigDict) -> FeedbackConfig:
+  """The feedback section."""
+  f = _section(cd, "feedback")
+  feedback = FeedbackConfig(
+      segment_length=_positive_int("feedback.segment_length", f.segment_length),
+      pool_size=_positive_int("feedback.pool_size", f.pool_size),
+      segments_per_iteration=_positive_int("feedback.segments_per_iteration",
+                                           f.segments_per_iteration),
+      budget=_positive_int("feedback.budget", f.budget),
+      initial_labels=_positive_int("feedback.initial_labels", f.initial_labels),
+      labels_per_round=_positive_int("feedback.labels_per_round",
+                                     f.labels_per_round),
+      round_every=_positive_int("feedback.round_every", f.round_every),
+      query_selector=_choice("feedback.query_selector", f.query_selector,
+                             rrm_queries.SELECTORS),
+      oversample=_positive_int("feedback.oversample", f.oversample),
+      schedule=_choice("feedback.schedule", f.get("schedule", "constant"),
+                       rrm_feedback.SCHEDULES),
+      # None resolves to num_iterations for the spreading schedules, and to
+      # 0 (no horizon: rounds until the budget is spent) for constant, so
+      # that a constant-rate run can be resumed with more iterations.
+      schedule_horizon=(
+          _positive_int("feedback.schedule_horizon", f.schedule_horizon)
+          if f.get("schedule_horizon") is not None else
+          0 if f.get("schedule", "constant") == "constant" else
+          _positive_int("num_iterations", cd.num_iterations)),
+      warm_start_labels=str(f.get("warm_start_labels", "") or ""),
+      warm_start_extra=bool(f.get("warm_start_extra", False)),
+  )
+  return feedback
+
+
+def _oracle_config(cd: ml_collections.ConfigDict) -> OracleConfig:
+  """The oracle section: a B-Pref preset, then any field overridden."""
+  o = _section(cd, "oracle")
+  teacher = _choice("oracle.teacher", o.get("teacher", "oracle"),
+                    tuple(rrm_oracle.PRESETS))
+  fields = {"beta": float("inf"), "gamma": 1.0, "mistake": 0.0, "skip": 0.0,
+            "equal": 0.0, **rrm_oracle.PRESETS[teacher]}
+  for k in fields:
+    if o.get(k) is not None:
+      fields[k] = o.get(k)
+  oracle = OracleConfig(
+      teacher=teacher,
+      beta=_nonneg_float("oracle.beta", fields["beta"], allow_inf=True),
+      gamma=_unit_interval("oracle.gamma", fields["gamma"]),
+      mistake=_unit_interval("oracle.mistake", fields["mistake"]),
+      skip=_nonneg_float("oracle.skip", fields["skip"]),
+      equal=_nonneg_float("oracle.equal", fields["equal"]),
+      forward_discount=bool(o.get("forward_discount", False)),
+  )
+  return oracle
+
+
+def _log_config(cd: ml_collections.ConfigDict) -> LogConfig:
+  """The log section (optional)."""
+  lg = cd.get("log", ml_collections.ConfigDict(
+      {"tensorboard": False, "print_every": 1}))
+  log = LogConfig(tensorboard=bool(lg.tensorboard),
+                  print_every=_positive_int("log.print_every", lg.print_every))
+  return log
+
+
+def _report_config(cd: ml_collections.ConfigDict) -> ReportConfig:
+  """The report section (optional)."""
+  rp = cd.get("report", ml_collections.ConfigDict(
+      {"baseline_return": None, "threshold": 0.9}))
+  baseline = rp.get("baseline_return")
+  if baseline is not None and (isinstance(baseline, bool) or not isinstance(
+      baseline, (int, float)) or not math.isfinite(baseline)):
+    _fail("report.baseline_return", baseline, "must be a finite number or None")
+  threshold = _unit_interval("report.threshold", rp.get("threshold", 0.9))
+  if threshold == 0.0:
+    _fail("report.threshold", threshold, "must be in (0, 1]")
+  report = ReportConfig(
+      baseline_return=None if baseline is None else float(baseline),
+      threshold=threshold)
+  return report
+
+
+def _plain(x: Any) -> Any:
+  """ConfigDicts, dicts, lists and tuples as plain JSON-able values."""
+  if isinstance(x, ml_collections.ConfigDict):
+    x = x.to_dict()
+  if isinstance(x, Mapping):
+    return {str(k): _plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x
+
+
+def _recursive_config(cd: ml_collections.ConfigDict,
+                      env: EnvConfig) -> RecursiveConfig:
+  """The recursive section, its tree checked against the env's components."""
+  rc = cd.get("recursive")
+  if rc is None:
+    return RecursiveConfig(user="none", tree="", visible=(), decay=0.0,
+                           level_fractions=(), helpers="learned")
+  user = _choice("recursive.user", rc.get("user", "none"), rrm_recursive.USERS)
+  decay = _nonneg_float("recursive.decay", rc.get("decay", 0.0))
+  helpers = _choice("recursive.helpers", rc.get("helpers", "learned"),
+                    rrm_recursive.HELPER_KINDS)
+  visible = rc.get("visible") or ()
+  if isinstance(visible, str):
+    visible = (visible,)
+  visible = tuple(visible)
+  fractions = rc.get("level_fractions") or ()
+  if isinstance(fractions, (int, float)):
+    fractions = (fractions,)
+  fractions = tuple(float(f) for f in fractions)
+  spec = rc.get("tree")
+  if user == "none":
+    return RecursiveConfig(user=user, tree="", visible=visible, decay=decay,
+                           level_fractions=fractions, helpers=helpers)
+  if not spec:
+    _fail("recursive.tree", spec, f"recursive.user={user!r} needs a task tree "
+          "(nested dicts: name, weight, aspect | children)")
+  if isinstance(spec, str):
+    try:
+      spec = json.loads(spec)
+    except json.JSONDecodeError as e:
+      _fail("recursive.tree", spec, f"not valid JSON ({e})")
+  spec = _plain(spec)
+  try:
+    tree = rrm_recursive.parse_tree(spec, "config.recursive.tree")
+    rrm_recursive.validate(tree, rrm_envs.reward_components(env))
+    if user == "limited":
+      rrm_recursive.make_limited_user(rrm_recursive.aspect_names(tree),
+                                      visible, decay)
+    if user == "assisted":
+      rrm_recursive.node_budgets(tree, 1, fractions)  # one per level, valid
+  except rrm_recursive.TreeError as e:
+    raise ConfigError(f"config.recursive: {e}") from e
+  if (env.fixed_horizon and env.on_failure == "reset"
+      and env.name in rrm_envs.NO_TERMINATION_ENVS):
+    _fail("env.on_failure", "reset",
+          f"a task tree needs the env's reward to be the sum of its "
+          f"components; with on_failure='reset' the failure steps of "
+          f"{env.name!r} pay env.failure_reward instead. Set 'continue' "
+          "(the env then pays its healthy bonus only while healthy)")
+  return RecursiveConfig(
+      user=user, tree=json.dumps(spec, sort_keys=True), visible=visible,
+      decay=decay, level_fractions=fractions, helpers=helpers)
+
+
+def _check_consistency(config: TrainConfig) -> None:
+  """Cross-field checks: the ones no single field can make."""
+  fb, env = config.feedback, config.env
+  t = config.steps_per_env_per_iteration
+  if fb.segment_length > env.episode_length:
+    raise ConfigError(
+        f"config.feedback.segment_length={fb.segment_length} is longer than "
+        f"config.env.episode_length={env.episode_length}: segments never "
+        "straddle an episode boundary, so they must fit in one episode.")
+  if fb.segment_length > t:
+    raise ConfigError(
+        f"config.feedback.segment_length={fb.segment_length} is longer than "
+        f"the {t} steps each env takes per iteration (batch_size * "
+        "num_minibatches / num_envs * unroll_length): segments are cut from "
+        "one iteration's rollout.")
+  segments = (t // fb.segment_length) * env.num_envs
+  if fb.segments_per_iteration > segments:
+    raise ConfigError(
+        f"config.feedback.segments_per_iteration={fb.segments_per_iteration} "
+        f"exceeds the {segments} segments one iteration's rollout holds "
+        f"({t // fb.segment_length} per env x {env.num_envs} envs).")
+  if fb.segments_per_iteration > fb.pool_size:
+    raise ConfigError(
+        f"config.feedback.segments_per_iteration={fb.segments_per_iteration} "
+        f"exceeds config.feedback.pool_size={fb.pool_size}.")
+  if fb.pool_size < 2:
+    _fail("feedback.pool_size", fb.pool_size,
+          "must be >= 2: a query compares two segments")
+  if not config.learned_reward and config.recursive.enabled:
+    raise ConfigError(
+        f"config.recursive.user={config.recursive.user!r} with "
+        "config.reward.source='true': recursive reward modeling trains the "
+        "root's reward model from labels; use reward.source='learned' (or "
+        "recursive.user='none' for the true-reward baseline)")
+  if not config.learned_reward:
+    if fb.warm_start_labels:
+      raise ConfigError(
+          f"config.feedback.warm_start_labels={fb.warm_start_labels!r} with "
+          "config.reward.source='true': a true-reward run has no reward model "
+          "to warm-start.")
+    return
+  if fb.initial_labels > fb.budget:
+    raise ConfigError(
+        f"config.feedback.budget={fb.budget} is smaller than "
+        f"config.feedback.initial_labels={fb.initial_labels}: the initial "
+        "batch is paid from the budget.")
+  heldout = config.reward.heldout_every
+  if heldout and fb.initial_labels < heldout:
+    raise ConfigError(
+        f"config.feedback.initial_labels={fb.initial_labels} is smaller than "
+        f"config.reward.heldout_every={heldout}: the initial batch would "
+        "leave no held-out label to measure accuracy on.")
