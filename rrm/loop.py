@@ -124,7 +124,14 @@ class _CompileAhead:
     self._fn = program.iteration
     self._compiled = None
     self._thread = None
-    if hasattr(self._fn, "lower"):  # a jitted function
+    # Only a jitted function this process has not compiled yet: one that
+    # has (a reused `Train`) runs from jit's own cache at no compile cost.
+    cache_size = getattr(self._fn, "_cache_size", None)
+    # Single runs only: a sweep's state is sharded over the member mesh, and
+    # an executable lowered from its abstract shardings need not be the one
+    # the jitted call would pick.
+    if (not program.is_sweep and hasattr(self._fn, "lower")
+        and cache_size is not None and cache_size() == 0):
       self._thread = threading.Thread(target=self._compile, args=(program,),
                                       name="rrm-compile-ahead", daemon=True)
       self._thread.start()
