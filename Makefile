@@ -25,7 +25,7 @@ run-true: $(STAMP)
 	$(PY) -m launch.train --config=experiments/configs/inverted_pendulum.py --config.reward.source=true --workdir=$(WORKDIR)_true
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput

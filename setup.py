@@ -66,7 +66,10 @@ setuptools.setup(
     extras_require={
         # Tests include a walker_walk smoke run and the Slurm backend on
         # submitit's local executor, so CI installs both.
-        "test": ["pytest==9.2.0", *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES],
+        # pytest-xdist: `make test` runs the suite on two workers (the CPU
+        # compiles that dominate it are single-threaded).
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.2",
+                 *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES],
         "playground": PLAYGROUND_REQUIRES,
         "launch": LAUNCH_REQUIRES,
         "xmanager": XMANAGER_REQUIRES,

@@ -15,11 +15,17 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 # One persistent compilation cache for the session, shared with the
-# launcher subprocesses some tests start (`launcher_env`): a program compiled
-# in-process is loaded, not recompiled, by a subprocess running the same
-# config. It lives in a temporary directory: tests never touch the user's.
-_CACHE = tempfile.mkdtemp(prefix="rrm-test-jax-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# launcher subprocesses some tests start (`launcher_env`) and, under
+# pytest-xdist (`make test` runs two workers), with the other worker: a
+# program compiled once is loaded, not recompiled, by another process running
+# the same config. It lives in a temporary directory made by the first
+# process (xdist's controller, whose environment the workers inherit): tests
+# never touch the user's.
+_CACHE = os.environ.get("RRM_TEST_JAX_CACHE")
+if not _CACHE:
+  _CACHE = tempfile.mkdtemp(prefix="rrm-test-jax-cache-")
+  os.environ["RRM_TEST_JAX_CACHE"] = _CACHE
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 def _enable_cache():

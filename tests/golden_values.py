@@ -85,3 +85,13 @@ def check(name: str, states: Sequence[Any],
     problems.append("number of iterations differs")
   assert not problems, f"{name}: " + "; ".join(problems[:20])
 
+
+
+def metric(name: str, iteration: int, key: str) -> np.ndarray:
+  """A recorded metric's values (float32; one per sweep member) at
+  `iteration` (1-based), for tests that compare to rounding, not bits."""
+  values = _load()[name]["metrics"][iteration - 1][key]
+  if all(len(v) == 8 for v in values):  # float32 bits (see `_bits`)
+    return np.array([int(b, 16) for b in values],
+                    np.uint32).view(np.float32)
+  return np.array([float(v) for v in values], np.float32)  # integers' repr

@@ -9,6 +9,9 @@ from experiments.configs import inverted_pendulum
 from rrm import config_parse
 from rrm import envs
 
+# pytest-xdist: the tests of this module's compiled fixture share a worker.
+pytestmark = pytest.mark.xdist_group("envs_rollout")
+
 
 def _env_config(**overrides):
   cd = inverted_pendulum.get_config("smoke")
@@ -17,7 +20,7 @@ def _env_config(**overrides):
   return config_parse.from_config_dict(cd).env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept: xdist interleaves modules
 def rollout():
   """Random actions for 60 steps in both failure modes and the standard task."""
   out = {}

@@ -23,6 +23,9 @@ from rrm import config as rrm_config
 from rrm import ppo
 from rrm import rollout
 
+# pytest-xdist: the tests of this module's compiled fixture share a worker.
+pytestmark = pytest.mark.xdist_group("ppo_setup")
+
 OBS, ACT, T, B, U = 3, 2, 8, 4, 4
 METRICS = {"ppo/total_loss", "ppo/policy_loss", "ppo/value_loss",
            "ppo/entropy_loss", "ppo/kl"}
@@ -58,7 +61,7 @@ def _rollout(make_policy, state, key):
               "policy_extras": policy_extras})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept: xdist interleaves modules
 def setup():
   networks = ppo.make_networks(CONFIG, OBS, ACT)
   optimizer = ppo.make_optimizer(CONFIG)

@@ -24,6 +24,9 @@ from rrm import train as rrm_train
 from conftest import assert_trees_equal
 from conftest import fast_compile
 
+# pytest-xdist: the tests of this module's compiled fixture share a worker.
+pytestmark = pytest.mark.xdist_group("recursive_depth3")
+
 ITERATIONS = 12
 FRACTIONS = (0.4, 0.3, 0.3)
 
@@ -53,7 +56,7 @@ def _copy(state):
   return jax.tree.map(lambda x: x.copy(), state)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept: xdist interleaves modules
 def depth3(tmp_path_factory):
   """A depth-3 assisted run: 12 iterations, budget spent, checkpointed.
 

@@ -13,10 +13,12 @@ import pytest
 
 from conftest import assert_trees_equal
 from conftest import fast_compile
+from conftest import launcher_env
 
 from experiments.configs import inverted_pendulum
 from rrm import config_parse
 from rrm import loop as rrm_loop
+from rrm import train as rrm_train
 
 
 def _run(train, seed, iterations):
@@ -135,38 +137,42 @@ def test_true_reward_switch_uses_the_same_loop_and_spends_no_labels():
 
 
 def _launch(*args):
-  """Runs `python -m launch.train ARGS` from the repo root, no compile cache.
-
-  XLA's optimisations are off: the smoke run is two tiny iterations, and
-  compiling hopper's physics unoptimised takes about half the time.
-  """
+  """Runs `python -m launch.train ARGS` from the repo root, with the session's
+  compilation cache (the smoke config's programs are loaded, not compiled,
+  once the `smoke` fixture has run them)."""
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   return subprocess.run(
       [sys.executable, "-m", "launch.train", *args], cwd=root,
-      capture_output=True, text=True, timeout=600,
-      env={**os.environ, "RRM_COMPILATION_CACHE": "off",
-           "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+      capture_output=True, text=True, timeout=600, env=launcher_env())
 
 
-def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
-  workdir = tmp_path / "hopper"
-  config = "--config=experiments/configs/hopper.py:smoke"
+def test_launcher_end_to_end(smoke, tmp_path):
+  """launch.train on the smoke config: the run, its report, a relaunch of a
+  finished run, and a resume with another config refused naming the field.
+  """
+  # The smoke programs, as the host loop calls them, in the session's cache.
+  program = rrm_loop.program_of_run(smoke)
+  state, _ = program.iteration(program.init())
+  jax.block_until_ready(program.evaluate(state, 1))
+  workdir = tmp_path / "run"
+  config = "--config=experiments/configs/inverted_pendulum.py:smoke"
   # A tiny baseline, so that labels-to-threshold is reached and reported.
-  proc = _launch(config, f"--workdir={workdir}",
+  proc = _launch(config, f"--workdir={workdir}", "--config.num_iterations=2",
                  "--config.report.baseline_return=0.001")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Failed to import warp" not in proc.stdout
   assert "done: eval true return" in proc.stdout
-  assert "labels to 90% of baseline 0.001: 20 (iteration 2)" in proc.stdout
-  assert json.load(open(workdir / "report.json"))["labels_to_threshold"] == 20
+  assert "labels to 90% of baseline 0.001: 100 (iteration 2)" in proc.stdout
+  assert json.load(open(workdir / "report.json"))["labels_to_threshold"] == 100
   lines = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
-  assert len(lines) == 2 and lines[-1]["oracle/labels"] == 20
-  assert json.load(open(workdir / "config.json"))["env"]["name"] == "hopper"
-  assert np.load(workdir / "labels.npz")["label"].shape == (20,)
+  assert len(lines) == 2 and lines[-1]["oracle/labels"] == 100
+  saved = json.load(open(workdir / "config.json"))
+  assert saved["env"]["name"] == "inverted_pendulum"
+  assert np.load(workdir / "labels.npz")["label"].shape == (100,)
   # Relaunching a finished run resumes it and has nothing left to do ...
-  proc = _launch(config, f"--workdir={workdir}")
+  proc = _launch(config, f"--workdir={workdir}", "--config.num_iterations=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "had already completed" in proc.stdout
   assert len(open(workdir / "metrics.jsonl").readlines()) == 2
@@ -175,6 +181,30 @@ def test_launcher_end_to_end_on_hopper_smoke(tmp_path):
                  f"--workdir={workdir}")
   assert proc.returncode != 0
   assert "reward.learning_rate: saved 0.001, now 0.01" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["hopper", "walker_walk"])
+def test_locomotion_smoke_programs_trace(name):
+  """The hopper (Brax) and walker_walk (Playground, MJX) smoke configs build
+  their whole program: init, iteration and evaluation traced to shapes (no
+  XLA compile: their physics compile for minutes on CPU; the envs' own
+  rollouts are compiled in test_recursive and test_playground)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  if name == "walker_walk":
+    pytest.importorskip("mujoco_playground")
+  module = importlib.import_module(f"experiments.configs.{name}")
+  config = config_parse.from_config_dict(module.get_config("smoke"))
+  train = rrm_train.make_train(config)
+  state = jax.eval_shape(train.init, jax.random.PRNGKey(0))
+  after, metrics = jax.eval_shape(train.iteration, state)
+  assert jax.tree.structure(after) == jax.tree.structure(state)
+  assert all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(
+      jax.tree.leaves(after), jax.tree.leaves(state)))
+  assert {"ppo/total_loss", "reward/loss", "oracle/labels"} <= set(metrics)
+  assert state.labels.first.observation.shape[-1] == (
+      train.envs.observation_size)
+  evaluation = jax.eval_shape(train.evaluate, state, jax.random.PRNGKey(1))
+  assert evaluation["eval/true_return"].shape == ()
 
 
 def _without_time(history):
