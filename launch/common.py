@@ -24,14 +24,30 @@ def parse_flags(argv: list[str]) -> list[str]:
     config_unparsable(e, argv)
 
 
+def _unknown_field(e: BaseException, argv: list[str]) -> str:
+  """"no config field 'x' ..." from ml_collections' (nested) KeyError, whose
+  text is the field's repr, a newline and its suggestion."""
+  while e.args and isinstance(e.args[0], BaseException):
+    e = e.args[0]
+  text = str(e.args[0]) if e.args else str(e)
+  name, _, hint = text.partition("\n")
+  name = name.strip("'\"")
+  where = next((a.split("=", 1)[0] for a in argv
+                if a.startswith("--config.") and a.split("=", 1)[0].rsplit(
+                    ".", 1)[-1] == name), "a --config.<field>=<value> override")
+  hint = hint.strip()
+  if hint.startswith("Did you mean"):
+    hint = "did you mean" + hint[len("Did you mean"):]
+  return f"no config field {name!r} (in {where})" + (f"; {hint}" if hint
+                                                      else "")
+
+
 def config_unparsable(e: Exception, argv: list[str]) -> None:
   config = next((a for a in argv if a.startswith("--config=")), "--config")
   if isinstance(e, SyntaxError):
     what = f"SyntaxError in {e.filename}, line {e.lineno}: {e.msg}"
   elif isinstance(e, (AttributeError, KeyError)):
-    name = str(e.args[0] if e.args else e).strip("'\"")
-    what = (f"no config field {name!r} (in a --config.<field>=<value> "
-            "override)")
+    what = _unknown_field(e, argv)
   else:
     what = f"{type(e).__name__}: {e}"
   print(f"error: could not parse the config ({config} and its overrides): "

@@ -127,20 +127,53 @@ def load_sweep(spec: str):
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
     raise rrm_config.ConfigError(f"sweep file {path} does not exist")
+  from rrm import sweep as rrm_sweep  # pylint: disable=g-import-not-at-top
   module_spec = importlib.util.spec_from_file_location("rrm_sweep_def", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_sweep(arg) if arg else module.get_sweep()
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise rrm_config.ConfigError(
+        f"sweep file {path} does not parse: SyntaxError in {e.filename}, "
+        f"line {e.lineno}: {e.msg}") from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise rrm_config.ConfigError(
+        f"sweep file {path} fails to load: {type(e).__name__}: {e}") from e
+  get_sweep = getattr(module, "get_sweep", None)
+  if not callable(get_sweep):
+    raise rrm_config.ConfigError(
+        f"sweep file {path} has no get_sweep() (it must define "
+        "get_sweep([arg]) returning an rrm.sweep.SweepDef)")
+  try:
+    sweep = get_sweep(arg) if arg else get_sweep()
+  except rrm_config.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise rrm_config.ConfigError(
+        f"sweep file {spec}: get_sweep({arg!r}) failed: "
+        f"{type(e).__name__}: {e}") from e
+  if not isinstance(sweep, rrm_sweep.SweepDef):
+    raise rrm_config.ConfigError(
+        f"sweep file {spec}: get_sweep() returned {type(sweep).__name__}, "
+        "expected an rrm.sweep.SweepDef")
+  if not sweep.members:
+    raise rrm_config.ConfigError(
+        f"sweep file {spec}: the sweep has no members (an empty product or "
+        "list of overrides); nothing to run")
+  return sweep
 
 
-def plan(spec: str, workdir: str, max_members: int):
-  """The sweep's units; the plan is recorded in (and checked against) workdir."""
+def plan(spec: str, workdir: str, max_members: int, record: bool = True):
+  """The sweep's units, checked against the plan recorded in workdir; with
+  `record`, the plan is recorded there if none is (a dry run records
+  nothing, so that it binds the workdir to no sweep)."""
   from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
   from rrm import sweep as rrm_sweep  # pylint: disable=g-import-not-at-top
   units = rrm_sweep.plan_units(load_sweep(spec), max_members)
-  record = {u.name: [dict(m.overrides) for m in u.members] for u in units}
+  plan_record = {u.name: [dict(m.overrides) for m in u.members]
+                 for u in units}
   path = os.path.join(workdir, "plan.json")
-  text = json.dumps(record, indent=2, sort_keys=True, default=str)
+  text = json.dumps(plan_record, indent=2, sort_keys=True, default=str)
   if os.path.exists(path):
     with open(path) as f:
       saved = f.read()
@@ -148,7 +181,7 @@ def plan(spec: str, workdir: str, max_members: int):
       raise rrm_config.ConfigError(
           f"{workdir} holds another sweep (its plan.json differs from "
           f"{spec}'s); use a new --workdir")
-  else:
+  elif record:
     # Atomic: the processes of a multi-process unit all get here.
     os.makedirs(workdir, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -268,7 +301,10 @@ def run_unit(spec: str, workdir: str, name: str, max_members: int) -> str:
   from rrm import sweep as rrm_sweep  # pylint: disable=g-import-not-at-top
   units = {u.name: u for u in plan(spec, workdir, max_members)}
   if name not in units:
-    raise ValueError(f"no unit {name!r} in {spec}; units: {', '.join(units)}")
+    from rrm import config as rrm_config  # pylint: disable=g-import-not-at-top
+    raise rrm_config.ConfigError(
+        f"--unit={name!r} is not a unit of {spec}; its units: "
+        f"{', '.join(units)}")
   unit = units[name]
   with preemption.StopOnSignals() as stop:
     result = rrm_sweep.run_sweep(unit.members, os.path.join(workdir, name),
@@ -478,7 +514,8 @@ def main(argv):
     if _UNIT.value:
       print(run_unit(_SWEEP.value, workdir, _UNIT.value, _MAX_MEMBERS.value))
       return
-    units = plan(_SWEEP.value, workdir, _MAX_MEMBERS.value)
+    units = plan(_SWEEP.value, workdir, _MAX_MEMBERS.value,
+                 record=not _DRY_RUN.value)
   except (rrm_config.ConfigError, rrm_workdir.WorkdirError,
           FloatingPointError) as e:
     sys.exit(f"error: {e}")

@@ -34,6 +34,7 @@ rules (layout, digest, what fits the run).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -394,11 +395,17 @@ def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
     arrays[f"teacher_{field.name}"] = np.asarray(
         jax.device_get(getattr(teacher, field.name)))
   tmp = path + ".tmp.npz"
-  with open(tmp, "wb") as f:
-    np.savez(f, **arrays)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    # A full disk, a kill: no half-written file left to mislead.
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,13 +436,35 @@ class LabelFile:
     return int(self.first.action.shape[-1])
 
 
+def _numeric(path: str, name: str, a: np.ndarray, kinds: str) -> None:
+  if a.dtype.kind not in kinds:
+    raise LabelsFileError(
+        f"labels file {path}: {name} holds {a.dtype} values, expected "
+        + ("integers" if kinds == "iu" else "numbers"))
+
+
 def load_labels(path: str) -> LabelFile:
-  """Reads and checks a labels file written by `export_labels`."""
+  """Reads and checks a labels file written by `export_labels`.
+
+  Every array is checked before any is used: numeric, and of the schema's
+  shape ([N] labels and iterations; [N, L, obs], [N, L, act], [N, L]
+  segments, one N, L, obs and act across all of them), so that a file that
+  does not fit is refused naming the file and the field, never inside JAX.
+  """
   if not os.path.isfile(path):
     raise LabelsFileError(f"labels file {path} does not exist")
   try:
-    data = np.load(path, allow_pickle=False)
-    arrays = {k: data[k] for k in data.files}
+    with open(path, "rb") as f:
+      magic = f.read(4)
+  except OSError as e:
+    raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
+  if magic != b"PK\x03\x04":  # an .npz is a zip archive
+    raise LabelsFileError(
+        f"{path} is not an rrm labels file (not an .npz archive; rrm writes "
+        "labels.npz with rrm.checkpoint.export_labels)")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      arrays = {k: data[k] for k in data.files}
   except Exception as e:  # pylint: disable=broad-except
     raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
   fmt = str(arrays.get("format", ""))
@@ -449,29 +478,50 @@ def load_labels(path: str) -> LabelFile:
              if k not in arrays]
   if missing:
     raise LabelsFileError(f"labels file {path} lacks {', '.join(missing)}")
-  label = arrays["label"].astype(np.float32)
-  n = label.shape[0]
+  for k in ["label"] + [f"{s}_{f}" for s in ("first", "second")
+                        for f in fields]:
+    _numeric(path, k, arrays[k], "biuf")
+  _numeric(path, "iteration", arrays["iteration"], "iu")
+  n = arrays["label"].shape[0] if arrays["label"].ndim else 0
+  for k in ("label", "iteration"):
+    if arrays[k].shape != (n,):
+      raise LabelsFileError(
+          f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
+          f"({n},): one value per labelled pair")
+  ref = arrays["first_observation"]
+  if ref.ndim != 3 or ref.shape[0] != n:
+    raise LabelsFileError(
+        f"labels file {path}: first_observation has shape {ref.shape}, "
+        f"expected [N={n}, L, observation size]")
+  _, length, obs = ref.shape
+  act = (arrays["first_action"].shape[-1]
+         if arrays["first_action"].ndim == 3 else -1)
+  want = {"observation": (n, length, obs), "next_observation":
+          (n, length, obs), "action": (n, length, act),
+          "true_reward": (n, length)}
   sides = {}
   for side in ("first", "second"):
-    segs = rrm_segments.Segments(*[
-        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
-    for f, a in zip(fields, segs):
-      want_ndim = 2 if f == "true_reward" else 3
-      if a.ndim != want_ndim or a.shape[0] != n:
+    for f in fields:
+      a = arrays[f"{side}_{f}"]
+      if a.shape != want[f] or (f == "action" and act < 1):
         raise LabelsFileError(
             f"labels file {path}: {side}_{f} has shape {a.shape}, expected "
-            f"{want_ndim} dims with {n} rows")
+            f"{want[f]} (N={n} pairs, segments of L={length} steps, "
+            f"observations of {obs}"
+            + (f", actions of {act}" if act > 0 else "") + ")")
       if not np.all(np.isfinite(a)):
         raise LabelsFileError(f"labels file {path}: {side}_{f} holds "
                               "non-finite values")
-    sides[side] = segs
-  if sides["first"].observation.shape != sides["second"].observation.shape:
-    raise LabelsFileError(f"labels file {path}: first and second segments "
-                          "differ in shape")
+    sides[side] = rrm_segments.Segments(*[
+        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
+  label = arrays["label"].astype(np.float32)
   if not np.all(np.isin(label, (0.0, 0.5, 1.0))):
     raise LabelsFileError(f"labels file {path}: labels must be 0, 0.5 or 1")
-  teacher = {k[len("teacher_"):]: float(v) for k, v in arrays.items()
-             if k.startswith("teacher_")}
+  teacher = {}
+  for k, v in arrays.items():
+    if k.startswith("teacher_"):
+      _numeric(path, k, v, "biuf")
+      teacher[k[len("teacher_"):]] = float(v)
   return LabelFile(path=path, env=str(arrays.get("env", "")),
                    first=sides["first"], second=sides["second"], label=label,
                    iteration=arrays["iteration"].astype(np.int32),

@@ -293,14 +293,24 @@ def _report_config(cd: ml_collections.ConfigDict) -> ReportConfig:
   return report
 
 
-def _plain(x: Any) -> Any:
-  """ConfigDicts, dicts, lists and tuples as plain JSON-able values."""
+def _plain(x: Any, field: str = "", _inside: tuple[int, ...] = ()) -> Any:
+  """ConfigDicts, dicts, lists and tuples as plain JSON-able values.
+
+  A value that contains itself (a tree node among its own children) is
+  refused naming `field`, instead of recursing until Python gives up.
+  """
+  if isinstance(x, (ml_collections.ConfigDict, Mapping, list, tuple)):
+    if id(x) in _inside:
+      raise ConfigError(
+          f"config.{field} contains itself (a node among its own "
+          "descendants); a task tree must be finite")
+    _inside += (id(x),)
   if isinstance(x, ml_collections.ConfigDict):
-    x = x.to_dict()
+    x = {k: x[k] for k in x.keys()}  # to_dict() would recurse forever
   if isinstance(x, Mapping):
-    return {str(k): _plain(v) for k, v in x.items()}
+    return {str(k): _plain(v, field, _inside) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_plain(v) for v in x]
+    return [_plain(v, field, _inside) for v in x]
   return x
 
 
@@ -322,7 +332,18 @@ def _recursive_config(cd: ml_collections.ConfigDict,
   fractions = rc.get("level_fractions") or ()
   if isinstance(fractions, (int, float)):
     fractions = (fractions,)
-  fractions = tuple(float(f) for f in fractions)
+  if isinstance(fractions, str):  # from the command line
+    fractions = tuple(x for x in fractions.strip("()[] ").split(",") if x)
+  try:
+    fractions = tuple(float(f) for f in fractions)
+  except (TypeError, ValueError):
+    _fail("recursive.level_fractions", rc.get("level_fractions"),
+          "one number per level of the tree, e.g. (0.4, 0.3, 0.3)")
+  if fractions and (any(f < 0 for f in fractions)
+                    or abs(sum(fractions) - 1.0) > 1e-6):
+    _fail("recursive.level_fractions", fractions,
+          f"the shares of the label budget per level, >= 0 and summing to 1 "
+          f"(they sum to {sum(fractions):g})")
   spec = rc.get("tree")
   if user == "none":
     return RecursiveConfig(user=user, tree="", visible=visible, decay=decay,
@@ -335,7 +356,7 @@ def _recursive_config(cd: ml_collections.ConfigDict,
       spec = json.loads(spec)
     except json.JSONDecodeError as e:
       _fail("recursive.tree", spec, f"not valid JSON ({e})")
-  spec = _plain(spec)
+  spec = _plain(spec, "recursive.tree")
   try:
     tree = rrm_recursive.parse_tree(spec, "config.recursive.tree")
     rrm_recursive.validate(tree, rrm_envs.reward_components(env))

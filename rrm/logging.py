@@ -52,8 +52,16 @@ class MetricWriter:
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
+  """The rows of a metrics.jsonl; a line cut short (a kill while writing it)
+  is not a row."""
+  rows = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return rows
 
 
 def _fmt_value(v: Any, spec: str = ".1f") -> str:

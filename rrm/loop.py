@@ -25,9 +25,11 @@ are read as one sequence; split, a reader would follow it across files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 import threading
 import time
 from typing import Any, Callable, NamedTuple
@@ -169,6 +171,8 @@ class _Loop:
     self.writers: list[rrm_logging.MetricWriter] = []
     self.start, self.last_saved, self.diverged = 0, None, {}
     self.it = 0  # the last completed iteration
+    self.states = None  # the latest state: whose labels a failure rescues
+    self.save_in_flight = False
     self.checkpoint_seconds = 0.0
     self.histories = [[] for _ in range(program.size)]
 
@@ -184,6 +188,9 @@ class _Loop:
       state = self._resume()
     if state is None:
       self._orphan_metrics()
+      if self.primary:  # labels of a run killed before its first checkpoint
+        for d in self.dirs:
+          rrm_workdir.keep_unsaved_labels(d, {}, 0)
     if self.primary:
       self._open_files()
     return state
@@ -232,7 +239,7 @@ class _Loop:
       path = os.path.join(d, "metrics.jsonl")
       if not os.path.exists(path):
         continue
-      if not self.p.is_sweep:
+      if not self.p.is_sweep and rrm_logging.read_metrics(path):
         raise FileExistsError(
             f"{self.workdir} already holds a run (metrics.jsonl) without a "
             "checkpoint to resume from; choose a new workdir, or start "
@@ -272,11 +279,71 @@ class _Loop:
       host = jax.device_get(states)  # the next iteration donates `states`
       if not self.p.is_sweep:
         meta["labels_spent"] = int(host.labels.spent)
-      self.checkpointer.save(it, host, meta)
       view = rrm_workdir.labels_view(host)
-    self.export_labels(view)
+      # Labels first: written in a moment, they outlive a kill during the
+      # checkpoint's save (a resume from an older one keeps them aside).
+      self.export_labels(view)
+      self.checkpointer.save(it, host, meta)
+      view = None
+    if view is not None:
+      self.export_labels(view)
     self.last_saved = it
+    self.save_in_flight = True
     self.checkpoint_seconds += time.perf_counter() - t0
+
+  def wait_for_save(self) -> None:
+    """Blocks until the save in flight is written, before the next
+    iteration pays labels: a save that failed in the background (a full
+    disk) stops the loop there, not an iteration later."""
+    if not self.save_in_flight:
+      return
+    t0 = time.perf_counter()
+    self.save_in_flight = False
+    try:
+      self.checkpointer.wait()
+    except rrm_checkpoint.CheckpointError as e:
+      self.last_saved = self._previous_complete()
+      raise OSError(f"a checkpoint save failed in the background ({e})"
+                    ) from e
+    finally:
+      self.checkpoint_seconds += time.perf_counter() - t0
+
+  def _previous_complete(self) -> int | None:
+    try:
+      steps = [s for s in self.checkpointer.all_steps()
+               if s != self.last_saved]
+    except Exception:  # pylint: disable=broad-except
+      return None
+    return max(steps) if steps else None
+
+  def rescue_labels(self) -> list[str]:
+    """After a failed write: every member's labels in memory, written to the
+    workdir if it still takes them, else to the first place that does
+    (the temporary directory, home, the current directory). Their paths."""
+    if not (self.c0.learned_reward and self.primary and self.dirs
+            and self.states is not None):
+      return []
+    try:
+      view = jax.device_get(rrm_workdir.labels_view(self.states))
+    except Exception:  # pylint: disable=broad-except
+      return []  # the state's buffers are gone (donated to a failed call)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    places = [None, tempfile.gettempdir(), os.path.expanduser("~"),
+              os.getcwd()]
+    for place in places:
+      written = []
+      try:
+        for i, (c, d) in enumerate(zip(self.p.configs, self.dirs)):
+          if place is not None:
+            d = os.path.join(place, f"rrm-labels-{stamp}-{os.getpid()}",
+                             os.path.relpath(d, self.workdir))
+            os.makedirs(d, exist_ok=True)
+          rrm_workdir.export_labels(self.p.member(view, i), d, c, self.p.plan)
+          written.append(os.path.join(d, "labels.npz"))
+        return written
+      except OSError:
+        continue
+    return []
 
   def rows(self, metrics, it: int, t_start: float, rates: dict[str, float]
            ) -> list[dict[str, float]]:
@@ -335,11 +402,11 @@ class _Loop:
       t0 = time.perf_counter()
       try:
         self.checkpointer.close()
-      except rrm_checkpoint.CheckpointError:
+      except rrm_checkpoint.CheckpointError as e:
         if completed:
           raise
-        logging.exception("while stopping on an error, a checkpoint save "
-                          "failed too")
+        logging.warning("while stopping on an error, a checkpoint save "
+                        "failed too: %s", e)
       self.checkpoint_seconds += time.perf_counter() - t0
 
   def reports(self) -> list[dict[str, Any]]:
@@ -365,7 +432,10 @@ def _iterate(loop: _Loop, states, bar: rrm_logging.Progress, t_start: float):
   p, c0 = loop.p, loop.c0
   it = loop.start
   for i in range(loop.start, c0.num_iterations):
+    if loop.checkpointer:
+      loop.wait_for_save()
     states, metrics = p.iteration(states)
+    loop.states = states
     it = loop.it = i + 1
     if it % c0.eval_every == 0 or it == c0.num_iterations:
       metrics = {**metrics, **p.evaluate(states, it)}
@@ -401,6 +471,14 @@ def run_program(program: Program, workdir: str | None,
   the last iteration completes the run). Writing to the workdir failing
   raises rrm.workdir.WorkdirError naming the last complete checkpoint.
   """
+  held = (rrm_workdir.lock(workdir) if workdir and multihost.is_primary()
+          else contextlib.nullcontext())
+  with held:
+    return _run_program(program, workdir, progress, stop)
+
+
+def _run_program(program: Program, workdir: str | None, progress,
+                 stop) -> Outcome:
   t_start = time.time()
   loop = _Loop(program, workdir, progress, stop)
   c0 = program.configs[0]
@@ -414,11 +492,22 @@ def run_program(program: Program, workdir: str | None,
         # print: a live bar on a terminal, plain lines elsewhere.
         out=(lambda _: None) if loop.say is None else (
             None if loop.say is print else loop.say))
-    if states is None:
+    resumed = states is not None
+    if not resumed:
       program = program._replace(iteration=_CompileAhead(program))
       loop.p = program
-      states = program.init()
-    if loop.say and loop.start == 0:
+      # No label is paid before init returns: a stop request during its
+      # compile ends the process at once (rrm.preemption.exit_at_once).
+      at_once = getattr(stop, "exit_at_once", None)
+      with (at_once("init was compiling") if at_once
+            else contextlib.nullcontext()):
+        states = program.init()
+      if loop.checkpointer:
+        # The initial labels are paid: a kill before the first iteration's
+        # checkpoint must not lose them, and a relaunch resumes from here.
+        loop.save(0, states)
+    loop.states = states
+    if loop.say and not resumed:
       initial = c0.feedback.initial_labels if c0.learned_reward else 0
       who = f" of {program.size} members" if program.is_sweep else ""
       bar.write(f"init{who} (compile + {initial} initial labels): "
@@ -434,10 +523,14 @@ def run_program(program: Program, workdir: str | None,
   except OSError as e:
     if isinstance(e, rrm_workdir.WorkdirError):
       raise
+    rescued = loop.rescue_labels()
     raise rrm_workdir.WorkdirError(
         f"writing to {workdir} failed at iteration {loop.it}: {e}. "
         + (f"The last complete checkpoint is iteration {loop.last_saved}."
            if loop.last_saved is not None else "No checkpoint was completed.")
+        + (" The run stopped before paying another label; the labels held "
+           f"in memory are written to {', '.join(rescued)}" if rescued
+           else "")
     ) from e
   finally:
     if bar is not None:
@@ -479,17 +572,21 @@ def run(config: rrm_config.TrainConfig, workdir: str | None = None,
   "metrics" (this call's list), "final", "train", "stopped", "iteration",
   "report", "checkpoint_seconds"}.
   """
-  if train is None:
-    train = rrm_train.make_train(config)
-  elif rrm_workdir.config_differences(rrm_config.to_dict(train.config),
-                                      rrm_config.to_dict(config)):
-    raise ValueError("`train` was built for another config")
-  else:
-    train = train._replace(config=config)  # resumable fields may differ
-  if workdir is not None and fresh:
-    rrm_workdir.check_writable(workdir)
-    rrm_workdir.prepare_fresh(workdir, overwrite)
-  out = run_program(program_of_run(train), workdir, progress, stop)
+  # The workdir is held first: a second launch on it is refused at once,
+  # before it builds anything.
+  held = (rrm_workdir.lock(workdir) if workdir is not None
+          else contextlib.nullcontext())
+  with held:
+    if train is None:
+      train = rrm_train.make_train(config)
+    elif rrm_workdir.config_differences(rrm_config.to_dict(train.config),
+                                        rrm_config.to_dict(config)):
+      raise ValueError("`train` was built for another config")
+    else:
+      train = train._replace(config=config)  # resumable fields may differ
+    if workdir is not None and fresh:
+      rrm_workdir.prepare_fresh(workdir, overwrite)
+    out = run_program(program_of_run(train), workdir, progress, stop)
   history = out.histories[0]
   return {"state": out.states, "metrics": history,
           "final": history[-1] if history else None, "train": train,

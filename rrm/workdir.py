@@ -16,11 +16,14 @@ labels of a recursive run, not only the root's.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import socket
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from absl import logging
 import jax
@@ -38,6 +41,66 @@ RESUMABLE_CHANGES = ("num_iterations", "eval_every", "checkpoint_every",
 
 class WorkdirError(OSError):
   """The workdir cannot be written (permissions, a full disk, ...)."""
+
+
+class WorkdirBusyError(WorkdirError):
+  """Another live process holds the workdir (see `lock`)."""
+
+
+LOCK_FILE = ".rrm.lock"
+_held: dict[str, list[int]] = {}  # realpath -> [fd, depth], this process's
+
+
+@contextlib.contextmanager
+def lock(workdir: str) -> Iterator[None]:
+  """Holds `workdir` for this process: one process per workdir.
+
+  An exclusive `flock` on workdir/.rrm.lock, which names its holder (pid,
+  host, start time). The kernel releases it when the holder exits, however
+  it exits (kill -9 included), so a lock left behind never blocks a
+  relaunch. Re-entrant within a process. Raises WorkdirBusyError, naming
+  the holder, if another process holds it.
+  """
+  existed = os.path.isdir(workdir)
+  check_writable(workdir)
+  key = os.path.realpath(workdir)
+  if key in _held:
+    _held[key][1] += 1
+    try:
+      yield
+    finally:
+      _held[key][1] -= 1
+    return
+  path = os.path.join(workdir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    holder = os.read(fd, 4096).decode(errors="replace").strip() or "unknown"
+    os.close(fd)
+    raise WorkdirBusyError(
+        f"{workdir} is in use by another rrm process ({holder}); one "
+        "process per workdir: wait for it to finish or stop it (SIGTERM "
+        "saves and exits), or choose another --workdir") from e
+  os.ftruncate(fd, 0)
+  os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()}, started "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n").encode())
+  _held[key] = [fd, 1]
+  try:
+    yield
+  finally:
+    del _held[key]
+    try:
+      # A launch that wrote nothing (refused before it built anything)
+      # leaves nothing: no empty workdir, no lock file.
+      if os.listdir(workdir) == [LOCK_FILE]:
+        os.remove(path)
+        if not existed:
+          os.rmdir(workdir)
+    except OSError:
+      pass
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any],

@@ -219,7 +219,7 @@ def test_labels_file_round_trip_and_refusals(smoke, tmp_path):
   with pytest.raises(checkpoint.LabelsFileError, match="0, 0.5 or 1"):
     checkpoint.load_labels(str(tmp_path / "badlabels.npz"))
   (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
-  with pytest.raises(checkpoint.LabelsFileError, match="cannot be read"):
+  with pytest.raises(checkpoint.LabelsFileError, match="not an .npz archive"):
     checkpoint.load_labels(str(tmp_path / "garbage.npz"))
 
 

@@ -1,5 +1,6 @@
 """Bad configs are refused with the field, the value and what is allowed."""
 
+import json
 import os
 import subprocess
 import sys
@@ -135,26 +136,37 @@ def test_launcher_refuses_bad_config_before_compiling(tmp_path):
   assert proc.returncode != 0 and "ensemble" in proc.stderr
 
 
-@pytest.mark.parametrize("source, overrides, message", [
+_UNPARSABLE = [
     ("def get_config(:\n  pass\n", [], "SyntaxError in"),
     ("def get_config():\n  return 1 / 0\n", [], "ZeroDivisionError"),
     (None, [], "No such file or directory"),
     ("from experiments.configs.inverted_pendulum import get_config\n",
      ["--config.feedback.no_such_field=1"], "no config field 'no_such_field'"),
-])
-def test_launcher_reports_an_unparsable_config_without_traceback(
-    tmp_path, source, overrides, message):
-  path = tmp_path / "cfg.py"
-  if source is not None:
-    path.write_text(source)
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.train", f"--config={path}", *overrides,
-       f"--workdir={tmp_path}/w"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  assert "error: could not parse the config" in proc.stderr
-  assert message in proc.stderr
-  assert "Traceback" not in proc.stderr
+    ("from experiments.configs.inverted_pendulum import get_config\n",
+     ["--config.ppo.learnig_rate=1e-3"],
+     "no config field 'learnig_rate' (in --config.ppo.learnig_rate); did "
+     'you mean "learning_rate" instead of "learnig_rate"?'),
+]
+
+
+def test_launcher_reports_an_unparsable_config_without_traceback(tmp_path):
+  """Each case in a launcher process of its own, all at once (each pays the
+  imports, nothing compiles)."""
+  procs = []
+  for i, (source, overrides, _) in enumerate(_UNPARSABLE):
+    path = tmp_path / f"cfg{i}.py"
+    if source is not None:
+      path.write_text(source)
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "launch.train", f"--config={path}",
+         *overrides, f"--workdir={tmp_path}/w{i}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  for proc, (_, _, message) in zip(procs, _UNPARSABLE):
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-2000:]
+    assert "error: could not parse the config" in err
+    assert message in err, err[-2000:]
+    assert "Traceback" not in err and "\\n" not in err
 
 
 def test_launcher_reports_an_unwritable_workdir(tmp_path):
@@ -192,3 +204,60 @@ def test_launcher_refuses_labels_of_another_env_before_compiling(tmp_path):
   assert ("holds labels of env 'hopper', this run trains 'inverted_pendulum'"
           in proc.stderr)
   assert not os.path.exists(tmp_path / "w")
+
+
+# -- edge cases of the recursive section -------------------------------------
+
+
+def _point_hazard(**recursive):
+  from experiments.configs import point_hazard  # pylint: disable=g-import-not-at-top
+  cd = point_hazard.get_config("smoke")
+  for k, v in recursive.items():
+    cd.recursive[k] = v
+  return cd
+
+
+def test_a_tree_that_contains_itself_is_refused_in_one_line():
+  tree = {"name": "loop", "children": [{"name": "goal",
+                                        "aspect": "reward_goal"}]}
+  tree["children"].append(tree)
+  with pytest.raises(rrm_config.ConfigError) as e:
+    config_parse.from_config_dict(_point_hazard(tree=tree))
+  assert "config.recursive.tree contains itself" in str(e.value)
+  assert len(str(e.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("fractions, sums", [((0.9, 0.9), "1.8"),
+                                             ((0.4, 0.4), "0.8"),
+                                             ((1.5, -0.5), "1")])
+def test_level_fractions_must_be_shares_that_sum_to_one(fractions, sums):
+  with pytest.raises(rrm_config.ConfigError,
+                     match=r"recursive\.level_fractions.*summing to 1 "
+                     rf"\(they sum to {sums}\)"):
+    config_parse.from_config_dict(_point_hazard(level_fractions=fractions))
+  config_parse.from_config_dict(_point_hazard(level_fractions=(0.7, 0.3)))
+
+
+def test_the_tree_can_be_given_as_json_text():
+  text = json.dumps({"name": "r", "children": [
+      {"name": "goal", "aspect": "reward_goal"},
+      {"name": "rest", "children": [
+          {"name": "hazard", "aspect": "reward_hazard"},
+          {"name": "effort", "aspect": "reward_ctrl"}]}]})
+  config = config_parse.from_config_dict(_point_hazard(
+      tree=text, level_fractions=(0.4, 0.3, 0.3)))
+  assert json.loads(config.recursive.tree) == json.loads(text)
+
+
+def test_launcher_takes_a_tree_override_from_the_command_line(tmp_path):
+  """--config.recursive.tree=<JSON>: parsed, then checked against the env
+  (here refused for an aspect the env lacks, before compiling)."""
+  tree = ('{"name": "r", "children": [{"name": "a", "aspect": '
+          '"reward_goal"}, {"name": "b", "aspect": "no_such_aspect"}]}')
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train",
+       f"--config={ROOT}/experiments/configs/point_hazard.py:smoke",
+       f"--config.recursive.tree={tree}", f"--workdir={tmp_path}/w"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "no_such_aspect" in proc.stderr and "Traceback" not in proc.stderr

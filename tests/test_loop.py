@@ -10,6 +10,7 @@ every helper, and reports the metrics the loop checks.
 import dataclasses
 import json
 import os
+import tempfile
 
 import flax
 import jax
@@ -28,6 +29,7 @@ from rrm import oracle
 from rrm import segments
 from rrm import state as rrm_state
 from rrm import train as rrm_train
+from rrm import workdir as rrm_workdir
 
 ITERATIONS = 4
 
@@ -228,3 +230,182 @@ def test_progress_reports_compile_time_apart_and_rates(tmp_path):
   rows = out.histories[0]
   assert np.isnan(rows[0]["time/steps_per_s"]) and rows[-1][
       "time/steps_per_s"] > 0
+
+
+# -- faults (issue: a run interrupted anywhere continues) -------------------
+
+
+class Killed(BaseException):
+  """Stands in for kill -9: nothing of the loop's error handling catches it
+  (only `finally` blocks run, as they would not after a real kill)."""
+
+
+def _init_with_labels():
+  state = _init()
+  return state.replace(labels=_add(state.labels, -1, 0))  # initial labels
+
+
+def _killed_in_first_iteration(state):
+  raise Killed()
+
+
+def test_a_kill_before_the_first_iteration_keeps_the_initial_labels(tmp_path):
+  """The initial labels are paid by `init`: the state is saved (and its
+  labels exported) before the first iteration, and the same command
+  resumes from it instead of refusing the workdir as a foreign run."""
+  program = _run_program(iteration=_killed_in_first_iteration)._replace(
+      init=_init_with_labels)
+  with pytest.raises(Killed):
+    rrm_loop.run_program(program, str(tmp_path), progress=None)
+  assert rrm_checkpoint.load_labels(str(tmp_path / "labels.npz")).size == 1
+  assert rrm_checkpoint.Checkpointer(
+      str(tmp_path / "checkpoints")).all_steps() == [0]
+  lines = []
+  out = rrm_loop.run_program(_run_program()._replace(init=_init_with_labels),
+                             str(tmp_path), progress=lines.append)
+  assert out.iteration == ITERATIONS and out.stopped is None
+  assert any("resumed from" in l and "iteration 0" in l for l in lines)
+  assert int(out.states.labels.count) == 1 + ITERATIONS
+  assert [m["iteration"] for m in _metrics(tmp_path)] == list(
+      range(1, ITERATIONS + 1))
+
+
+def test_a_workdir_without_a_complete_iteration_is_not_a_foreign_run(
+    tmp_path):
+  """A kill during init leaves config.json and an empty (or cut) metrics
+  file: not a run to protect, the same command starts it."""
+  rrm_loop.run_program(_run_program(), str(tmp_path / "ref"), progress=None)
+  (tmp_path / "w").mkdir()
+  (tmp_path / "w" / "metrics.jsonl").write_text('{"iteration": 1, "ppo/')
+  out = rrm_loop.run_program(_run_program(), str(tmp_path / "w"),
+                             progress=None)
+  assert out.iteration == ITERATIONS
+  assert [m["iteration"] for m in _metrics(tmp_path / "w")] == list(
+      range(1, ITERATIONS + 1))
+
+
+_HOLD = """
+import sys, time
+from rrm import workdir
+with workdir.lock(sys.argv[1]):
+  print("holding", flush=True)
+  time.sleep(600)
+"""
+
+
+def test_one_process_per_workdir_and_a_dead_holder_blocks_nothing(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)],
+                            cwd=root, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "holding"
+    with pytest.raises(rrm_workdir.WorkdirBusyError) as e:
+      rrm_loop.run_program(_run_program(), str(tmp_path), progress=None)
+    message = str(e.value)
+    assert f"pid {holder.pid} on " in message and "started" in message
+    assert not (tmp_path / "metrics.jsonl").exists()  # nothing touched
+    with pytest.raises(rrm_workdir.WorkdirBusyError):  # --fresh as well
+      rrm_workdir.lock(str(tmp_path)).__enter__()
+  finally:
+    holder.kill()  # kill -9: the lock file stays, the lock does not
+    holder.wait()
+  assert (tmp_path / rrm_workdir.LOCK_FILE).exists()
+  out = rrm_loop.run_program(_run_program(), str(tmp_path), progress=None)
+  assert out.iteration == ITERATIONS
+
+
+def _counting(calls):
+  def iteration(state):
+    calls.append(1)
+    return _iteration(state)
+  return iteration
+
+
+def test_a_save_failing_in_the_background_stops_before_more_labels(
+    tmp_path, monkeypatch):
+  """Checkpoint 2's background write fails (a full disk): the loop learns it
+  before iteration 3 pays a label, stops, and says where the labels are."""
+  saved, wait = [], rrm_checkpoint.Checkpointer.wait
+  save = rrm_checkpoint.Checkpointer.save
+
+  def recording_save(self, step, state, metadata):
+    save(self, step, state, metadata)
+    saved.append(step)  # scheduled; written in the background
+
+  def failing_wait(self):
+    wait(self)
+    if saved and saved[-1] == 2:
+      raise rrm_checkpoint.CheckpointError(
+          "writing a checkpoint failed: [Errno 28] No space left on device")
+
+  monkeypatch.setattr(rrm_checkpoint.Checkpointer, "save", recording_save)
+  monkeypatch.setattr(rrm_checkpoint.Checkpointer, "wait", failing_wait)
+  calls = []
+  with pytest.raises(rrm_workdir.WorkdirError) as e:
+    rrm_loop.run_program(_run_program(iteration=_counting(calls)),
+                         str(tmp_path), progress=None)
+  message = str(e.value)
+  assert len(calls) == 2  # iteration 3 never ran
+  assert "failed in the background" in message and "No space left" in message
+  assert "last complete checkpoint is iteration 0" in message
+  assert f"written to {tmp_path / 'labels.npz'}" in message
+  assert rrm_checkpoint.load_labels(str(tmp_path / "labels.npz")).size == 2
+
+
+def test_labels_that_the_workdir_refuses_are_written_elsewhere(
+    tmp_path, monkeypatch):
+  """The disk under the workdir is full when iteration 2's labels are
+  exported: they are written to the temporary directory, the message names
+  the file, and no half-written labels file is left in the workdir."""
+  workdir, elsewhere = tmp_path / "run", tmp_path / "tmp"
+  elsewhere.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+  export = rrm_checkpoint.export_labels
+  state = {"full": False}
+
+  def export_on_a_filling_disk(dataset, teacher, path, env_name=""):
+    if path.startswith(str(workdir)) and state["full"]:
+      open(path + ".tmp.npz", "wb").close()  # what a full disk leaves
+      os.remove(path + ".tmp.npz")
+      raise OSError(28, "No space left on device")
+    return export(dataset, teacher, path, env_name)
+
+  def iteration(s):
+    state["full"] = True  # from iteration 1 on
+    return _iteration(s)
+
+  monkeypatch.setattr(rrm_checkpoint, "export_labels",
+                      export_on_a_filling_disk)
+  with pytest.raises(rrm_workdir.WorkdirError) as e:
+    rrm_loop.run_program(_run_program(iteration=iteration), str(workdir),
+                         progress=None)
+  message = str(e.value)
+  assert "failed at iteration 2" in message and "No space left" in message
+  rescued = [p for p in message.split("written to ")[1].split(", ")]
+  assert rescued[0].startswith(str(elsewhere)) and rescued[0].endswith(
+      "labels.npz")
+  assert rrm_checkpoint.load_labels(rescued[0]).size == 2
+  assert not [n for n in os.listdir(workdir) if ".tmp" in n]
+
+
+def test_labels_of_a_run_killed_before_its_first_checkpoint_are_kept(
+    tmp_path):
+  """Killed while its first checkpoint was being written: the labels it
+  exported first are set aside when the relaunch starts afresh, not
+  overwritten."""
+  program = _run_program(iteration=_killed_in_first_iteration)._replace(
+      init=_init_with_labels)
+  with pytest.raises(Killed):
+    rrm_loop.run_program(program, str(tmp_path), progress=None)
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "checkpoints")  # as if the save never finished
+  rrm_loop.run_program(_run_program(), str(tmp_path), progress=None)
+  kept = sorted(tmp_path.glob("labels.after_0_*.npz"))
+  assert [p.name.split(".")[-2] if p.name.count(".") > 2 else "" for p in
+          kept].count("") == 1  # the root's; the helpers' beside it
+  root = [p for p in kept if p.name.count(".") == 2][0]
+  assert rrm_checkpoint.load_labels(str(root)).size == 1
+  assert rrm_checkpoint.load_labels(str(tmp_path / "labels.npz")).size == (
+      ITERATIONS)

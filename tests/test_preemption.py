@@ -89,10 +89,10 @@ def test_handlers_are_restored_when_the_block_raises(sentinel_handlers):
   assert signal.getsignal(signal.SIGINT) is sentinel
 
 
-def test_second_sigint_raises_keyboard_interrupt(sentinel_handlers):
+def test_second_sigint_raises_keyboard_interrupt_if_asked(sentinel_handlers):
   sentinel, _ = sentinel_handlers
   with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
-    with preemption.StopOnSignals() as stop:
+    with preemption.StopOnSignals(second_sigint="raise") as stop:
       _send(signal.SIGINT)
       assert stop() == "SIGINT"
       _send(signal.SIGINT)  # the user insists
@@ -103,7 +103,7 @@ def test_second_sigint_raises_keyboard_interrupt(sentinel_handlers):
 
 def test_sigint_after_sigterm_still_interrupts():
   with pytest.raises(KeyboardInterrupt):
-    with preemption.StopOnSignals() as stop:
+    with preemption.StopOnSignals(second_sigint="raise") as stop:
       _send(signal.SIGTERM)
       _send(signal.SIGINT)
   assert stop() == "SIGTERM"  # the first signal is the one reported
@@ -155,3 +155,78 @@ def test_outside_the_main_thread_installs_nothing(sentinel_handlers):
   thread.start()
   thread.join()
   assert seen == {"handler": sentinel, "stop": None}
+
+
+# -- in a process of its own: the watchdog ends it -------------------------
+
+_SCRIPT = """
+import sys, time
+from rrm import preemption
+with preemption.StopOnSignals() as stop:
+  print("ready", flush=True)
+  if sys.argv[1] == "compiling":
+    with stop.exit_at_once("compiling init"):
+      time.sleep(120)  # stands for the initial compile
+  deadline = time.time() + 120
+  while stop() is None and time.time() < deadline:
+    time.sleep(0.05)  # an iteration
+  print("stop requested:", stop(), flush=True)
+  time.sleep(120)  # stands for a save that hangs (Orbax's thread start-up)
+  print("saved", flush=True)
+"""
+
+
+def _start(mode):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, mode], cwd=root,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  assert proc.stdout.readline().strip() == "ready"
+  return proc
+
+
+def test_a_second_ctrl_c_ends_the_process_within_seconds():
+  """Ctrl-C twice, 50 ms apart, while the stop's save hangs: the process is
+  gone within seconds (status 130), not after Orbax's 300 s timeout."""
+  proc = _start("running")
+  try:
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "stop requested: SIGINT"
+    time.sleep(0.05)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=10)
+    assert code == 130 and time.time() - t0 < 5
+    assert "second SIGINT: exiting now" in proc.stderr.read()
+  finally:
+    proc.kill()
+    proc.wait()
+
+
+def test_one_sigterm_waits_for_the_save_a_second_is_ignored():
+  proc = _start("running")
+  try:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "stop requested: SIGTERM"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert proc.poll() is None  # still saving
+  finally:
+    proc.kill()
+    proc.wait()
+
+
+def test_sigterm_while_nothing_is_saved_yet_ends_the_process_at_once():
+  """SIGTERM during the initial compile: exit 0 at once, not after it."""
+  proc = _start("compiling")
+  try:
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0 and time.time() - t0 < 5
+    assert "SIGTERM while compiling init: nothing to save yet" in (
+        proc.stderr.read())
+  finally:
+    proc.kill()
+    proc.wait()

@@ -34,6 +34,9 @@ from rrm import diagnostics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERATIONS = 3
+# With pytest-xdist, the tests of one compiled fixture share a worker.
+SWEPT = pytest.mark.xdist_group("sweep_swept")
+LAUNCHED = pytest.mark.xdist_group("sweep_launched")
 
 # Member overrides on the smoke config. Members 0-2 share seed 0, so any
 # difference between them is their hyperparameters' doing; member 3's reward
@@ -56,7 +59,7 @@ def _configs(members=MEMBERS):
           for m in members]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept: xdist interleaves modules
 def swept():
   """4 members, vmapped, `ITERATIONS` iterations: init state and metrics."""
   sweep = rrm_sweep.make_sweep(_configs())
@@ -93,6 +96,7 @@ def _labelled_pairs(labels):
                 zip(first, second, np.asarray(labels.label[:n])))
 
 
+@SWEPT
 def test_members_equal_their_solo_runs(smoke, swept):
   """Each member computes what its own run computes, to float32 rounding.
 
@@ -122,6 +126,7 @@ def test_members_equal_their_solo_runs(smoke, swept):
             err_msg=f"member {j}, iteration {i + 1}, {k}")
 
 
+@SWEPT
 def test_hyperparameters_and_teachers_take_effect(swept):
   h = swept["history"]
   # Same seed, other PPO learning rate / teacher: other runs.
@@ -173,6 +178,7 @@ def test_plan_groups_by_program_and_validates_every_member():
                        rrm_sweep.values("ppo.learning_rate", [1e-4]))
 
 
+@SWEPT
 def test_run_sweep_stops_resumes_exactly_and_reports_divergence(swept,
                                                                 tmp_path):
   sweep = swept["sweep"]
@@ -231,16 +237,17 @@ def _write_sweep_file(path, num_iterations=(1, 2)):
       """))
 
 
-UNITS = ["u000_num_iterations=1", "u001_num_iterations=2"]
+# The launched sweep: one unit of the 4 `MEMBERS`, 2 iterations.
+UNIT = "u000_num_iterations=2"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept: xdist interleaves modules
 def launched(tmp_path_factory):
   """The local backend's run of `_write_sweep_file`'s two units with 4 host
   devices (shared by the launcher and multi-process tests)."""
   tmp_path = tmp_path_factory.mktemp("launched")
   sweep_file = tmp_path / "grid.py"
-  _write_sweep_file(sweep_file)
+  _write_sweep_file(sweep_file, num_iterations=(2,))
   workdir = tmp_path / "sweep"
   cmd = [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
          f"--workdir={workdir}", "--parallel=1"]
@@ -251,62 +258,57 @@ def launched(tmp_path_factory):
           "env": env, "proc": proc}
 
 
-def test_local_launcher_sharded_units_reports_and_skips_finished(swept,
-                                                                 launched):
-  """Two units (num_iterations 1 and 2) of the 4 `MEMBERS`, run one after the
-  other by the local backend with 4 host devices: each unit's program is
-  sharded one member per device (compiled by the first unit, loaded from the
-  cache by the second). The sharded members equal the unsharded in-process
-  sweep (`swept`) to float32 rounding, as members equal solo runs (see
-  test_members_equal_their_solo_runs: there the batch is 4 wide, here 1)."""
+@LAUNCHED
+def test_local_launcher_sharded_unit_reports_and_skips_finished(launched):
+  """One unit of the 4 `MEMBERS` run by the local backend with 4 host
+  devices: the unit's program is sharded one member per device. The sharded
+  members equal the unsharded in-process sweep (its golden values, which
+  `swept` reproduces bit for bit) to float32 rounding, as members equal solo
+  runs (see test_members_equal_their_solo_runs: there the batch is 4 wide,
+  here 1)."""
+  import golden_values  # pylint: disable=g-import-not-at-top
   sweep_file, workdir = launched["sweep_file"], launched["workdir"]
   cmd, env, proc = launched["cmd"], launched["env"], launched["proc"]
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-  units = UNITS
-  for unit in units:
-    assert os.path.exists(workdir / unit / "results.jsonl"), proc.stdout
+  assert os.path.exists(workdir / UNIT / "results.jsonl"), proc.stdout
   # Sharded (4 devices, launched) vs unsharded (1 device, in-process).
   for j in range(len(MEMBERS)):
-    path = workdir / units[1] / "members" / f"{j:03d}" / "metrics.jsonl"
+    path = workdir / UNIT / "members" / f"{j:03d}" / "metrics.jsonl"
     history = [json.loads(line) for line in open(path)]
     assert [m["iteration"] for m in history] == [1, 2]
     for i, m in enumerate(history):
       for k in COMPARED:
-        want = float(swept["history"][i][k][j])
+        want = float(golden_values.metric("sweep_4_members", i + 1, k)[j])
         got = m[k] if m[k] is not None else float("nan")
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
                                    err_msg=f"member {j}, iteration {i + 1}, {k}")
   rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
-  assert len(rows) == 8
-  assert {r["unit"] for r in rows} == set(units)
-  assert sorted(r["iterations"] for r in rows) == [1] * 4 + [2] * 4
-  assert [r["diverged"] is not None for r in rows] == [False] * 3 + [True] + [
-      False] * 3 + [True]
-  groups = sweep_report.aggregate(rows, group_by=["num_iterations", "seed"])
-  assert [(g["num_iterations"], g["seed"], g["n"], g["diverged"])
-          for g in groups] == [(1, 0, 3, 0), (1, 1, 1, 1), (2, 0, 3, 0),
-                               (2, 1, 1, 1)]
-  for g in groups[::2]:
-    mine = [r["final_return"] for r in rows
-            if r["num_iterations"] == g["num_iterations"] and r["seed"] == 0]
-    assert g["final_return"] == pytest.approx(np.mean(mine))
-    half = 4.303 * np.std(mine, ddof=1) / np.sqrt(3)
-    assert g["final_return_ci95"] == pytest.approx(half)
-  assert "final return" in proc.stdout and "done: 2 units" in proc.stdout
-  # A relaunch finds both units finished and runs nothing.
-  mtime = os.path.getmtime(workdir / units[0] / "results.jsonl")
+  assert [r["unit"] for r in rows] == [UNIT] * 4
+  assert [r["iterations"] for r in rows] == [2] * 4
+  assert [r["diverged"] is not None for r in rows] == [False] * 3 + [True]
+  groups = sweep_report.aggregate(rows, group_by=["seed"])
+  assert [(g["seed"], g["n"], g["diverged"]) for g in groups] == [
+      (0, 3, 0), (1, 1, 1)]
+  mine = [r["final_return"] for r in rows if r["seed"] == 0]
+  assert groups[0]["final_return"] == pytest.approx(np.mean(mine))
+  half = 4.303 * np.std(mine, ddof=1) / np.sqrt(3)
+  assert groups[0]["final_return_ci95"] == pytest.approx(half)
+  assert "final return" in proc.stdout and "done: 1 units" in proc.stdout
+  # A relaunch finds the unit finished and runs nothing.
+  mtime = os.path.getmtime(workdir / UNIT / "results.jsonl")
   again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "skipping 2 finished units" in again.stdout
-  assert os.path.getmtime(workdir / units[0] / "results.jsonl") == mtime
+  assert "skipping 1 finished units" in again.stdout
+  assert os.path.getmtime(workdir / UNIT / "results.jsonl") == mtime
   # Another sweep on the same workdir is refused.
-  sweep_file.write_text(sweep_file.read_text().replace("[1, 2]", "[1, 3]"))
+  sweep_file.write_text(sweep_file.read_text().replace("[2]", "[3]"))
   other = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
   assert other.returncode == 1 and "holds another sweep" in other.stderr
 
 
+@SWEPT
 def test_slurm_backend_through_submitit_local_executor(swept, tmp_path):
   """The Slurm path (job array of units, requeue-able tasks) on submitit's
   local executor: same unit program, loaded from the compilation cache."""
@@ -347,9 +349,9 @@ def _run_processes(cmds, envs, logs, timeout):
         p.wait()
 
 
-def test_one_unit_over_two_processes_equals_one_process(launched, swept,
-                                                        tmp_path):
-  """The 1-iteration unit of `launched` run by 2 processes x 2 host devices
+@LAUNCHED
+def test_one_unit_over_two_processes_equals_one_process(launched, tmp_path):
+  """The unit of `launched` run by 2 processes x 2 host devices
   (jax.distributed over localhost, Gloo collectives) computes bit for bit
   what one process with 4 devices computed: each device runs the same
   per-member program (shard_map, no communication). Process 0 alone writes
@@ -361,16 +363,17 @@ def test_one_unit_over_two_processes_equals_one_process(launched, swept,
   cores).
   """
   assert launched["proc"].returncode == 0
-  unit = UNITS[0]
+  unit = UNIT
   sweep_file = tmp_path / "grid.py"  # the launcher test edits its own copy
-  _write_sweep_file(sweep_file)
+  _write_sweep_file(sweep_file, num_iterations=(2,))
   workdir = tmp_path / "multi"
   port = _free_port()
   cmds = [[sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
            f"--workdir={workdir}", f"--unit={unit}", "--distributed=on",
            f"--coordinator_address=localhost:{port}", "--num_processes=2",
            f"--process_id={i}"] for i in range(2)]
-  env = launcher_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = {**launched["env"],
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   logs = [tmp_path / f"process{i}.log" for i in range(2)]
   codes = _run_processes(cmds, [env, env], logs, timeout=600)
   out = [log.read_text() for log in logs]
@@ -378,7 +381,7 @@ def test_one_unit_over_two_processes_equals_one_process(launched, swept,
   assert "process 0 of 2, 2 of 4 devices" in out[0]
   assert "process 1 of 2, 2 of 4 devices" in out[1]
   assert f"unit {unit} done: 4 members" in out[1]
-  assert "it 1/1 |" in out[0] and "it 1/1" not in out[1]  # process 0 only
+  assert "it 2/2 |" in out[0] and "it 2/2" not in out[1]  # process 0 only
   one, two = launched["workdir"] / unit, workdir / unit
   for j in range(len(MEMBERS)):
     member = os.path.join("members", f"{j:03d}")
@@ -396,9 +399,9 @@ def test_one_unit_over_two_processes_equals_one_process(launched, swept,
   # Saved shard by shard by 2 processes, restored whole by this one (1
   # device): the one-process run's checkpoint, bit for bit (the digest
   # recorded at save time is checked by restore).
-  sweep = swept["sweep"]
+  sweep = rrm_sweep.make_sweep(_configs())  # its shapes: nothing compiled
   states = [rrm_checkpoint.Checkpointer(str(d / "checkpoints")).restore(
-      1, lambda _: sweep.init(), sweep.sharding)[0] for d in (one, two)]
+      2, lambda _: sweep.init(), sweep.sharding)[0] for d in (one, two)]
   assert_trees_equal(states[0], states[1])
 
 
@@ -428,6 +431,7 @@ def test_cli_refuses_bad_process_flags_before_compiling(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@SWEPT
 def test_xmanager_backend_runs_units_as_work_units(swept, tmp_path):
   """XManager's local executor (no Docker: the worker command as a local
   binary) runs the unit; a relaunch skips it. Same program as `swept`,
@@ -455,6 +459,7 @@ def test_xmanager_backend_runs_units_as_work_units(swept, tmp_path):
   assert "XManager experiment" not in again.stdout
 
 
+@SWEPT
 def test_golden_sweep(swept):
   """The 4-member sweep's states and metrics equal the golden values
   (tests/golden_values.py): init, 3 iterations, one evaluation."""
@@ -463,3 +468,58 @@ def test_golden_sweep(swept):
   metrics[-1] = {**metrics[-1], **swept["evaluation"]}
   golden_values.check("sweep_4_members", [swept["init"], swept["final"]],
                       metrics)
+
+
+def test_sweep_launcher_reports_bad_sweeps_in_one_line(tmp_path):
+  """Each case in a launcher process of its own, all at once (nothing
+  compiles): one 'error:' line, exit 1, no traceback, nothing written."""
+  (tmp_path / "syntax.py").write_text("def get_sweep(:\n  pass\n")
+  (tmp_path / "none.py").write_text("X = 1\n")
+  (tmp_path / "empty.py").write_text(textwrap.dedent("""
+      from experiments.configs import inverted_pendulum
+      from rrm import sweep
+      def get_sweep():
+        return sweep.SweepDef(base=inverted_pendulum.get_config("smoke"),
+                              members=[])
+      """))
+  one = tmp_path / "one.py"
+  _write_sweep_file(one, num_iterations=(1,))
+  cases = [
+      (f"--sweep={tmp_path}/syntax.py", "does not parse: SyntaxError in"),
+      ("--sweep=experiments/recursive.py:pointhazard",
+       "get_sweep('pointhazard') failed: ValueError: unknown env"),
+      ("--sweep=experiments/recursive.py:point_hazard:foo",
+       "unknown variant 'foo'"),
+      (f"--sweep={tmp_path}/none.py", "has no get_sweep()"),
+      (f"--sweep={tmp_path}/empty.py", "the sweep has no members"),
+      (f"--sweep={one} --unit=u999",
+       "--unit='u999' is not a unit of"),
+  ]
+  procs = []
+  for i, (flags_, _) in enumerate(cases):
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "launch.sweep", *flags_.split(),
+         f"--workdir={tmp_path}/w{i}"], cwd=ROOT, env=launcher_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  for i, (proc, (flags_, message)) in enumerate(zip(procs, cases)):
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, (flags_, err[-2000:])
+    assert message in err and "Traceback" not in err, (flags_, err[-2000:])
+    assert len(err.strip().splitlines()) == 1, (flags_, err[-2000:])
+    if i < 5:
+      assert not (tmp_path / f"w{i}" / "plan.json").exists()
+
+
+def test_a_dry_run_binds_the_workdir_to_no_sweep(tmp_path):
+  a, b = tmp_path / "a.py", tmp_path / "b.py"
+  _write_sweep_file(a, num_iterations=(1,))
+  _write_sweep_file(b, num_iterations=(2,))
+  workdir = tmp_path / "w"
+  for sweep_file in (a, b):
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
+         f"--workdir={workdir}", "--dry_run"], cwd=ROOT, env=launcher_env(),
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 work units, 4 members" in proc.stdout
+  assert not (workdir / "plan.json").exists()

@@ -105,9 +105,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   #       {"name": "forward", "aspect": "reward_forward"},
   #       {"name": "upright", "aspect": "reward_healthy"},
   #       {"name": "effort", "aspect": "reward_ctrl"}]}
+  # On the command line: --config.recursive.tree='{"name": ...}' (a Python
+  # dict literal or JSON).
   c.recursive = ml_collections.ConfigDict()
   c.recursive.user = "none"
-  c.recursive.tree = placeholder(dict)
+  c.recursive.tree = placeholder(object)  # object: overridable by a literal
   c.recursive.visible = ()  # limited: the aspects the user perceives
   c.recursive.decay = 0.0  # limited: rationality beta / n^decay
   c.recursive.level_fractions = ()  # assisted: budget share per level, root first
