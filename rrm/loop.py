@@ -18,9 +18,11 @@ axis (rrm.sweep). `run_program` drives it and owns everything on the host:
 
 `run(config, workdir)` is a single run through it.
 
-Why one module of ~490 lines: the host loop's parts (resume, rows and
-checks, saving, the report, the compile ahead) share one workdir's state and
-are read as one sequence; split, a reader would follow it across files.
+Why one module of ~600 lines: the host loop's parts (resume, rows and
+checks, saving and what a failed save rescues, the report, the compile
+ahead) share one workdir's state and are read as one sequence; split, a
+reader would follow it across files. `_CompileAhead` is the first piece to
+move out if it grows.
 """
 
 from __future__ import annotations
