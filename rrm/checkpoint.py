@@ -443,6 +443,40 @@ def _numeric(path: str, name: str, a: np.ndarray, kinds: str) -> None:
         + ("integers" if kinds == "iu" else "numbers"))
 
 
+def _segments(path: str, arrays: dict[str, np.ndarray], n: int
+              ) -> dict[str, rrm_segments.Segments]:
+  """Both sides' segments, every field of the schema's shape (one N, L,
+  observation and action size throughout) and finite."""
+  fields = rrm_segments.Segments._fields
+  ref = arrays["first_observation"]
+  if ref.ndim != 3 or ref.shape[0] != n:
+    raise LabelsFileError(
+        f"labels file {path}: first_observation has shape {ref.shape}, "
+        f"expected [N={n}, L, observation size]")
+  _, length, obs = ref.shape
+  act = (arrays["first_action"].shape[-1]
+         if arrays["first_action"].ndim == 3 else -1)
+  want = {"observation": (n, length, obs), "next_observation":
+          (n, length, obs), "action": (n, length, act),
+          "true_reward": (n, length)}
+  sides = {}
+  for side in ("first", "second"):
+    for f in fields:
+      a = arrays[f"{side}_{f}"]
+      if a.shape != want[f] or (f == "action" and act < 1):
+        raise LabelsFileError(
+            f"labels file {path}: {side}_{f} has shape {a.shape}, expected "
+            f"{want[f]} (N={n} pairs, segments of L={length} steps, "
+            f"observations of {obs}"
+            + (f", actions of {act}" if act > 0 else "") + ")")
+      if not np.all(np.isfinite(a)):
+        raise LabelsFileError(f"labels file {path}: {side}_{f} holds "
+                              "non-finite values")
+    sides[side] = rrm_segments.Segments(*[
+        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
+  return sides
+
+
 def load_labels(path: str) -> LabelFile:
   """Reads and checks a labels file written by `export_labels`.
 
@@ -488,32 +522,7 @@ def load_labels(path: str) -> LabelFile:
       raise LabelsFileError(
           f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
           f"({n},): one value per labelled pair")
-  ref = arrays["first_observation"]
-  if ref.ndim != 3 or ref.shape[0] != n:
-    raise LabelsFileError(
-        f"labels file {path}: first_observation has shape {ref.shape}, "
-        f"expected [N={n}, L, observation size]")
-  _, length, obs = ref.shape
-  act = (arrays["first_action"].shape[-1]
-         if arrays["first_action"].ndim == 3 else -1)
-  want = {"observation": (n, length, obs), "next_observation":
-          (n, length, obs), "action": (n, length, act),
-          "true_reward": (n, length)}
-  sides = {}
-  for side in ("first", "second"):
-    for f in fields:
-      a = arrays[f"{side}_{f}"]
-      if a.shape != want[f] or (f == "action" and act < 1):
-        raise LabelsFileError(
-            f"labels file {path}: {side}_{f} has shape {a.shape}, expected "
-            f"{want[f]} (N={n} pairs, segments of L={length} steps, "
-            f"observations of {obs}"
-            + (f", actions of {act}" if act > 0 else "") + ")")
-      if not np.all(np.isfinite(a)):
-        raise LabelsFileError(f"labels file {path}: {side}_{f} holds "
-                              "non-finite values")
-    sides[side] = rrm_segments.Segments(*[
-        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
+  sides = _segments(path, arrays, n)
   label = arrays["label"].astype(np.float32)
   if not np.all(np.isin(label, (0.0, 0.5, 1.0))):
     raise LabelsFileError(f"labels file {path}: labels must be 0, 0.5 or 1")
