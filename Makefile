@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput
+	$(PY) -m benchmarks.throughput --config=experiments/configs/inverted_pendulum.py:sac
 	$(PY) -m benchmarks.checkpoint
 	$(PY) -m benchmarks.sweep_scaling --skip_sequential_above=4
 

@@ -67,8 +67,12 @@ setuptools.setup(
         # Tests include a walker_walk smoke run and the Slurm backend on
         # submitit's local executor, so CI installs both.
         # pytest-xdist: `make test` runs the suite on two workers (the CPU
-        # compiles that dominate it are single-threaded).
-        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.2",
+        # compiles that dominate it are single-threaded). pytest 9.2 made
+        # `Item.nodeid` read-only, so xdist 3.8's `--dist loadgroup` no longer
+        # keeps an `xdist_group` on one worker (each worker built the shared
+        # compiled fixtures: ~10 min of the suite); 9.1.1 still honours it
+        # and tests/conftest.py refuses a pytest that does not.
+        "test": ["pytest==9.1.1", "pytest-xdist==3.8.0", "execnet==2.1.2",
                  *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES],
         "playground": PLAYGROUND_REQUIRES,
         "launch": LAUNCH_REQUIRES,

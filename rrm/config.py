@@ -31,6 +31,8 @@ SWEEPABLE = (
     "seed",
     "ppo.learning_rate", "ppo.entropy_cost", "ppo.discounting",
     "ppo.gae_lambda", "ppo.clipping_epsilon", "ppo.reward_scaling",
+    "sac.learning_rate", "sac.alpha_learning_rate", "sac.discounting",
+    "sac.reward_scaling", "sac.tau",
     "reward.learning_rate", "reward.weight_decay",
     "reward.uncertainty_penalty",
     "oracle.teacher", "oracle.beta", "oracle.gamma", "oracle.mistake",
@@ -76,6 +78,35 @@ class PPOConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RLConfig:
+  """Which RL algorithm learns the policy (rrm.agent.ALGORITHMS)."""
+  algorithm: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+  """SAC (rrm.sac); names and meaning as brax's sac.train where it has them."""
+  steps_per_iteration: int  # actor steps of every env per iteration (T)
+  batch_size: int  # transitions per SGD step
+  grad_updates_per_step: int  # SGD steps per actor step (update-to-data)
+  replay_capacity: int  # transitions the FIFO replay holds
+  min_replay_size: int  # transitions of the initial policy before any SGD
+  learning_rate: float  # actor and critic Adam step size
+  alpha_learning_rate: float  # temperature Adam step size
+  discounting: float
+  reward_scaling: float
+  tau: float  # target-network Polyak rate
+  normalize_observations: bool
+  hidden_layer_sizes: tuple[int, ...]  # actor and critic MLPs
+  q_network_layer_norm: bool  # layer norm in the critics (Playground's SAC)
+  # PEBBLE's unsupervised pre-training: iterations on the k-NN state-entropy
+  # reward before the first label (0: none); the initial batch is asked and
+  # the critic reset at the end of the last one.
+  pretrain_iterations: int
+  entropy_k: int  # the k of the k-NN entropy estimate
+
+
+@dataclasses.dataclass(frozen=True)
 class RewardConfig:
   source: str
   input: str
@@ -111,6 +142,9 @@ class FeedbackConfig:
   # False: the imported labels count against `budget` (and replace as much
   # of the initial batch); True: they are extra, on top of the budget.
   warm_start_extra: bool
+  # query_selector "recent" (QPA): candidates come from this many most
+  # recently added pool segments.
+  recent_segments: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,10 +217,14 @@ class TrainConfig:
   log: LogConfig
   report: ReportConfig
   recursive: RecursiveConfig
+  rl: RLConfig = RLConfig(algorithm="ppo")
+  sac: SACConfig | None = None  # with rl.algorithm = "sac" only
 
   @property
   def steps_per_env_per_iteration(self) -> int:
     """Env steps each of the `num_envs` envs takes in one iteration: T."""
+    if self.rl.algorithm == "sac":
+      return self.sac.steps_per_iteration
     return (self.ppo.batch_size * self.ppo.num_minibatches
             // self.env.num_envs) * self.ppo.unroll_length
 
@@ -209,8 +247,8 @@ def program_key(config: TrainConfig) -> str:
     *path, last = field.split(".")
     section = d
     for p in path:
-      section = section[p]
-    section.pop(last)
+      section = section.get(p) or {}
+    section.pop(last, None)
   return json.dumps(d, sort_keys=True, default=str)
 
 

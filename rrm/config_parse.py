@@ -29,7 +29,11 @@ from rrm.config import PPOConfig
 from rrm.config import RecursiveConfig
 from rrm.config import ReportConfig
 from rrm.config import RewardConfig
+from rrm.config import RLConfig
+from rrm.config import SACConfig
 from rrm.config import TrainConfig
+
+ALGORITHMS = ("ppo", "sac")  # rrm.agent builds them; kept here, no import
 
 
 def _fail(field: str, value: Any, allowed: str) -> None:
@@ -111,6 +115,10 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
   log = _log_config(cd)
   report = _report_config(cd)
   recursive = _recursive_config(cd, env)
+  rl = RLConfig(algorithm=_choice(
+      "rl.algorithm", (cd.get("rl") or {}).get("algorithm", "ppo"),
+      ALGORITHMS))
+  sac = _sac_config(cd, env) if rl.algorithm == "sac" else None
   config = TrainConfig(
       seed=_nonneg_int("seed", cd.seed),
       num_iterations=_positive_int("num_iterations", cd.num_iterations),
@@ -118,7 +126,7 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       checkpoint_every=_nonneg_int("checkpoint_every", cd.checkpoint_every),
       keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
       env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
-      log=log, report=report, recursive=recursive)
+      log=log, report=report, recursive=recursive, rl=rl, sac=sac)
   _check_consistency(config)
   return config
 
@@ -213,6 +221,53 @@ def _reward_config(cd: ml_collections.ConfigDict) -> RewardConfig:
   return reward
 
 
+def _sac_config(cd: ml_collections.ConfigDict, env: EnvConfig) -> SACConfig:
+  """The sac section (with rl.algorithm = "sac")."""
+  a = _section(cd, "sac")
+  sac = SACConfig(
+      steps_per_iteration=_positive_int("sac.steps_per_iteration",
+                                        a.steps_per_iteration),
+      batch_size=_positive_int("sac.batch_size", a.batch_size),
+      grad_updates_per_step=_positive_int("sac.grad_updates_per_step",
+                                          a.grad_updates_per_step),
+      replay_capacity=_positive_int("sac.replay_capacity", a.replay_capacity),
+      min_replay_size=_positive_int("sac.min_replay_size", a.min_replay_size),
+      learning_rate=_positive_float("sac.learning_rate", a.learning_rate),
+      alpha_learning_rate=_positive_float("sac.alpha_learning_rate",
+                                          a.alpha_learning_rate),
+      discounting=_unit_interval("sac.discounting", a.discounting),
+      reward_scaling=_positive_float("sac.reward_scaling", a.reward_scaling),
+      tau=_unit_interval("sac.tau", a.tau),
+      normalize_observations=bool(a.normalize_observations),
+      hidden_layer_sizes=_layer_sizes("sac.hidden_layer_sizes",
+                                      a.hidden_layer_sizes),
+      q_network_layer_norm=bool(a.q_network_layer_norm),
+      pretrain_iterations=_nonneg_int("sac.pretrain_iterations",
+                                      a.pretrain_iterations),
+      entropy_k=_positive_int("sac.entropy_k", a.entropy_k),
+  )
+  if sac.replay_capacity < sac.batch_size:
+    _fail("sac.replay_capacity", sac.replay_capacity,
+          f"the replay must hold at least one batch "
+          f"(sac.batch_size={sac.batch_size})")
+  if sac.min_replay_size < sac.batch_size:
+    _fail("sac.min_replay_size", sac.min_replay_size,
+          f"SGD samples batches of sac.batch_size={sac.batch_size} from the "
+          "replay: fill at least that many transitions first")
+  if sac.min_replay_size > sac.replay_capacity:
+    _fail("sac.min_replay_size", sac.min_replay_size,
+          f"more than the replay holds (sac.replay_capacity="
+          f"{sac.replay_capacity})")
+  if sac.replay_capacity < env.num_envs:
+    _fail("sac.replay_capacity", sac.replay_capacity,
+          f"each actor step inserts env.num_envs={env.num_envs} transitions")
+  if sac.entropy_k >= sac.batch_size:
+    _fail("sac.entropy_k", sac.entropy_k,
+          f"the k-NN entropy looks for the k-th neighbour within a batch of "
+          f"sac.batch_size={sac.batch_size}: k must be smaller")
+  return sac
+
+
 def _feedback_config(cd: ml_collections.ConfigDict) -> FeedbackConfig:
   """The feedback section."""
   f = _section(cd, "feedback")
@@ -241,6 +296,8 @@ def _feedback_config(cd: ml_collections.ConfigDict) -> FeedbackConfig:
           _positive_int("num_iterations", cd.num_iterations)),
       warm_start_labels=str(f.get("warm_start_labels", "") or ""),
       warm_start_extra=bool(f.get("warm_start_extra", False)),
+      recent_segments=_nonneg_int("feedback.recent_segments",
+                                  f.get("recent_segments", 0) or 0),
   )
   return feedback
 
@@ -379,6 +436,27 @@ def _recursive_config(cd: ml_collections.ConfigDict,
       decay=decay, level_fractions=fractions, helpers=helpers)
 
 
+def _check_sac(config: TrainConfig) -> None:
+  """SAC's cross-field checks."""
+  sac = config.sac
+  if sac.pretrain_iterations >= config.num_iterations:
+    _fail("sac.pretrain_iterations", sac.pretrain_iterations,
+          f"pre-training must end before the run does "
+          f"(num_iterations={config.num_iterations})")
+  if sac.pretrain_iterations and not config.learned_reward:
+    _fail("sac.pretrain_iterations", sac.pretrain_iterations,
+          "unsupervised pre-training comes before the first label; a "
+          "true-reward run (reward.source='true') has none: set 0")
+  if sac.pretrain_iterations and config.feedback.warm_start_labels:
+    _fail("sac.pretrain_iterations", sac.pretrain_iterations,
+          "a run warm-started from labels has its labels before RL starts: "
+          "pre-training would only delay them; set 0")
+  if sac.pretrain_iterations and config.recursive.enabled:
+    _fail("sac.pretrain_iterations", sac.pretrain_iterations,
+          "not supported with a task tree (recursive.user="
+          f"{config.recursive.user!r}): the helpers ask their labels at init")
+
+
 def _check_consistency(config: TrainConfig) -> None:
   """Cross-field checks: the ones no single field can make."""
   fb, env = config.feedback, config.env
@@ -391,9 +469,13 @@ def _check_consistency(config: TrainConfig) -> None:
   if fb.segment_length > t:
     raise ConfigError(
         f"config.feedback.segment_length={fb.segment_length} is longer than "
-        f"the {t} steps each env takes per iteration (batch_size * "
-        "num_minibatches / num_envs * unroll_length): segments are cut from "
-        "one iteration's rollout.")
+        f"the {t} steps each env takes per iteration ("
+        + ("sac.steps_per_iteration" if config.rl.algorithm == "sac" else
+           "ppo.batch_size * ppo.num_minibatches / env.num_envs * "
+           "ppo.unroll_length")
+        + "): segments are cut from one iteration's rollout.")
+  if config.sac is not None:
+    _check_sac(config)
   segments = (t // fb.segment_length) * env.num_envs
   if fb.segments_per_iteration > segments:
     raise ConfigError(
@@ -407,6 +489,14 @@ def _check_consistency(config: TrainConfig) -> None:
   if fb.pool_size < 2:
     _fail("feedback.pool_size", fb.pool_size,
           "must be >= 2: a query compares two segments")
+  if fb.query_selector == "recent":
+    recent = fb.recent_segments or fb.segments_per_iteration
+    if not 2 <= recent <= fb.pool_size:
+      _fail("feedback.recent_segments", fb.recent_segments,
+            f"query_selector='recent' draws pairs from the most recently "
+            f"added segments: between 2 and feedback.pool_size="
+            f"{fb.pool_size} (0: feedback.segments_per_iteration="
+            f"{fb.segments_per_iteration})")
   if not config.learned_reward and config.recursive.enabled:
     raise ConfigError(
         f"config.recursive.user={config.recursive.user!r} with "

@@ -104,7 +104,7 @@ def nonfinite_problem(metrics: dict[str, float],
   """Names what is not finite in one iteration's metrics, or None.
 
   Checked: the rollout's observations (a diverged simulation), PPO's losses
-  and KL, the true and learned rewards of the rollout, the reward-model loss
+  and KL (SAC's losses and temperature), the true and learned rewards of the rollout, the reward-model loss
   (in iterations with new labels; without, it is nan by design), and the
   health flags for non-finite parameters, optimiser states or normalisers.
   """
@@ -116,7 +116,7 @@ def nonfinite_problem(metrics: dict[str, float],
             "(config.env.backend: positional or mjx); with fixed_horizon the "
             "env runs on in states the standard task never reaches")
   bad = [f"{k}={v}" for k, v in metrics.items()
-         if (k.startswith("ppo/") or k in ("rollout/true_reward",
+         if (k.startswith(("ppo/", "sac/")) or k in ("rollout/true_reward",
                                            "rollout/learned_reward"))
          and not math.isfinite(v)]
   if metrics.get("oracle/labels_this_iteration", 0) > 0:

@@ -13,6 +13,10 @@ and the ensemble's predicted returns of every pool segment ([M, P]):
   pairs the model as a whole is least sure about, p̄ nearest 0.5 (B-Pref's
   "entropy" sampling; it scores the mean prediction where B-Pref's code
   averages member softmaxes, the same quantity).
+* recent: uniform pairs among the N segments most recently added to the
+  pool (QPA, Hu et al. 2024, "Query-Policy Misalignment in Preference-Based
+  RL": queries about what the current policy does, not what older policies
+  did; N = `feedback.recent_segments`, the policy-aligned buffer).
 """
 
 from __future__ import annotations
@@ -37,14 +41,18 @@ Selector = Callable[[rrm_segments.SegmentPool, jax.Array, int, jax.Array],
 
 
 def select_uniform(pool: rrm_segments.SegmentPool, unused_returns: jax.Array,
-                   num_queries: int, key: jax.Array) -> Queries:
+                   num_queries: int, key: jax.Array,
+                   allowed: jax.Array | None = None) -> Queries:
   """Q pairs of distinct valid pool segments, uniformly at random.
 
-  Requires at least two valid segments in the pool (always true after the
-  trainer's initial random-policy fill).
+  `allowed` ([P] bool) restricts the choice further. Requires at least two
+  valid (allowed) segments in the pool (always true after the trainer's
+  initial random-policy fill).
   """
   del unused_returns
   weights = pool.valid.astype(jnp.float32)
+  if allowed is not None:
+    weights = weights * allowed.astype(jnp.float32)
   key_first, key_second = jax.random.split(key)
   first = jax.random.choice(key_first, pool.size, (num_queries,),
                             p=weights / jnp.sum(weights))
@@ -81,10 +89,30 @@ def entropy(returns: jax.Array, queries: Queries) -> jax.Array:
   return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
 
 
-SELECTORS = ("uniform", "disagreement", "entropy")
+def most_recent(pool: rrm_segments.SegmentPool, num: int) -> jax.Array:
+  """[P] bool: the `num` slots the pool wrote last (its ring cursor's)."""
+  age = (pool.cursor - 1 - jnp.arange(pool.size)) % pool.size
+  return age < num
 
 
-def make_selector(name: str, oversample: int = 1) -> Selector:
+def select_recent(pool: rrm_segments.SegmentPool, returns: jax.Array,
+                  num_queries: int, key: jax.Array, recent: int) -> Queries:
+  """Uniform pairs among the `recent` most recently added segments (QPA)."""
+  return select_uniform(pool, returns, num_queries, key,
+                        most_recent(pool, recent))
+
+
+SELECTORS = ("uniform", "disagreement", "entropy", "recent")
+
+
+def make_selector(name: str, oversample: int = 1,
+                  recent: int = 0) -> Selector:
+  """`recent`: the policy-aligned buffer's size for "recent" (>= 2)."""
+  if name == "recent":
+    if recent < 2:
+      raise ValueError(f"query selector 'recent' needs recent >= 2, got "
+                       f"{recent}")
+    return functools.partial(select_recent, recent=recent)
   if name == "uniform":
     return select_uniform
   if name == "disagreement":

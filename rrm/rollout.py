@@ -17,7 +17,6 @@ from brax.training import types as brax_types
 import jax
 import jax.numpy as jnp
 
-from rrm import ppo as rrm_ppo
 from rrm import segments as rrm_segments
 from rrm import state as rrm_state
 
@@ -123,8 +122,8 @@ def strip_weak_types(tree):
   return jax.tree.map(strong, tree)
 
 
-def make_evaluate(eval_env: brax_envs.Env, make_policy, num_envs: int,
-                  episode_length: int):
+def make_evaluate(eval_env: brax_envs.Env, make_policy, inference_params,
+                  num_envs: int, episode_length: int):
   """`evaluate(state, key)`: the deterministic policy on the standard task.
 
   One episode per env, true reward. A pure function of (state, key), so
@@ -139,8 +138,7 @@ def make_evaluate(eval_env: brax_envs.Env, make_policy, num_envs: int,
       key = jax.random.key_data(key)  # brax takes raw keys
     key_reset, key_unroll = jax.random.split(key)
     env_state = eval_env.reset(jax.random.split(key_reset, num_envs))
-    policy = make_policy(rrm_ppo.inference_params(state.policy),
-                         deterministic=True)
+    policy = make_policy(inference_params(state.policy), deterministic=True)
     env_state, _ = acting.generate_unroll(eval_env, env_state, policy,
                                           key_unroll, episode_length)
     m = env_state.info["eval_metrics"]

@@ -31,6 +31,7 @@ from rrm import feedback as rrm_feedback
 from rrm import oracle as rrm_oracle
 from rrm import ppo as rrm_ppo
 from rrm import reward as rrm_reward
+from rrm import sac as rrm_sac
 from rrm import segments as rrm_segments
 
 
@@ -58,10 +59,19 @@ class Hyper:
   and `vmap` over stacked `Hyper`s runs a sweep (rrm.sweep). The teacher's
   parameters are the other such part of the state (`TrainState.teacher`).
   """
-  ppo: rrm_ppo.PPOHyper
+  # The RL algorithm's own (`rl`): rrm.ppo.PPOHyper, or rrm.sac.SACHyper
+  # when config.rl.algorithm = "sac". The field keeps the name it had before
+  # SAC existed, so that PPO checkpoints written then still restore (a new
+  # field would change the state's layout).
+  ppo: rrm_ppo.PPOHyper | rrm_sac.SACHyper
   reward_learning_rate: jax.Array
   reward_weight_decay: jax.Array
   uncertainty_penalty: jax.Array  # learned reward = mean - penalty * std
+
+  @property
+  def rl(self) -> rrm_ppo.PPOHyper | rrm_sac.SACHyper:
+    """The RL algorithm's hyperparameters (PPO's or SAC's)."""
+    return self.ppo
 
   def reward_optimizer(self):
     """The reward models' optimiser with these values (rrm.reward)."""
@@ -72,8 +82,9 @@ class Hyper:
 def make_hyper(config: rrm_config.TrainConfig) -> Hyper:
   rc = config.reward
   f = lambda x: jnp.asarray(x, jnp.float32)
-  return Hyper(ppo=rrm_ppo.hyper(config.ppo),
-               reward_learning_rate=f(rc.learning_rate),
+  rl = (rrm_sac.hyper(config.sac) if config.rl.algorithm == "sac"
+        else rrm_ppo.hyper(config.ppo))
+  return Hyper(ppo=rl, reward_learning_rate=f(rc.learning_rate),
                reward_weight_decay=f(rc.weight_decay),
                uncertainty_penalty=f(rc.uncertainty_penalty))
 
@@ -104,7 +115,10 @@ class TrainState:
   The field order is the checkpoint's leaf order: change it only with a
   migration (rrm.checkpoint's state layout refuses the old one).
   """
-  policy: rrm_ppo.PolicyState  # networks' params, optimiser, obs normaliser
+  # The RL algorithm's state (rrm.agent): PPO's networks, optimiser and
+  # observation normaliser; SAC's actor, critics, temperature, normaliser
+  # and replay buffer.
+  policy: rrm_ppo.PolicyState | rrm_sac.SACState
   reward: rrm_reward.RewardState  # the root's reward-model ensemble
   pool: rrm_segments.SegmentPool  # recent segments queries are drawn from
   labels: rrm_feedback.LabelDataset  # the root user's labels (capacity fixed)

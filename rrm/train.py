@@ -28,10 +28,11 @@ import functools
 import json
 from typing import Callable, NamedTuple
 
-from brax.training.agents.ppo import networks as ppo_networks
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from rrm import agent as rrm_agent
 from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import diagnostics
@@ -39,7 +40,6 @@ from rrm import envs as rrm_envs
 from rrm import feedback as rrm_feedback
 from rrm import labeling
 from rrm import oracle as rrm_oracle
-from rrm import ppo as rrm_ppo
 from rrm import queries as rrm_queries
 from rrm import recursive as rrm_recursive
 from rrm import reward as rrm_reward
@@ -112,15 +112,25 @@ def load_warm_start(config: rrm_config.TrainConfig,
   return lf
 
 
+def pretrain_iterations(config: rrm_config.TrainConfig) -> int:
+  """Iterations of PEBBLE's unsupervised pre-training (SAC only; else 0)."""
+  return config.sac.pretrain_iterations if config.sac is not None else 0
+
+
+def _reward_fn(p: "_Parts", reward_state, hyper: rrm_state.Hyper):
+  """The reward RL maximises: the learned one (None: the env's)."""
+  if not p.config.learned_reward:
+    return None
+  return functools.partial(rrm_reward.learned_reward, p.model, reward_state,
+                           uncertainty_penalty=hyper.uncertainty_penalty)
+
+
 class _Parts(NamedTuple):
   """The bound pieces `init` and `iteration` are written in."""
   config: rrm_config.TrainConfig
   plan: rrm_recursive.Plan
   envs: rrm_envs.Envs
-  networks: ppo_networks.PPONetworks
-  policy_optimizer: object
-  ppo_update: Callable
-  make_policy: Callable
+  agent: rrm_agent.Agent
   model: rrm_reward.RewardModel
   reward_update: Callable
   initial_reward_update: Callable
@@ -143,7 +153,6 @@ def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
   label_capacity = root.budget + (num_warm if fb.warm_start_extra else 0)
   initial_to_ask = (root.initial if fb.warm_start_extra
                     else max(0, root.initial - num_warm))
-  networks = rrm_ppo.make_networks(config.ppo, obs_size, act_size)
   model = rrm_reward.make_reward_model(rc.input, rc.hidden_layer_sizes,
                                        obs_size, act_size)
   optimizer = rrm_reward.make_optimizer(rc.learning_rate, rc.weight_decay)
@@ -151,21 +160,28 @@ def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
       model, optimizer, rc.batch_size, rc.num_steps, rc.heldout_every)
   initial_reward_update = rrm_reward.make_reward_update(
       model, optimizer, rc.batch_size, rc.initial_num_steps, rc.heldout_every)
-  label_round = labeling.make_label_round(
-      rrm_queries.make_selector(fb.query_selector, fb.oversample))
+  label_round = labeling.make_label_round(rrm_queries.make_selector(
+      fb.query_selector, fb.oversample,
+      fb.recent_segments or fb.segments_per_iteration))
   # Labels due at each iteration (fixed; see feedback.label_quotas). A round
   # always queries the largest quota's number of pairs and keeps `due`.
+  pretrain = pretrain_iterations(config)
   quotas = rrm_feedback.label_quotas(
       fb.schedule, root.budget, root.initial, max(root.per_round, 1),
-      fb.round_every, fb.schedule_horizon)
+      fb.round_every, max(fb.schedule_horizon - pretrain, 0)
+      if fb.schedule_horizon else 0)
+  if pretrain:
+    # PEBBLE: nothing is asked while pre-training; its last iteration asks
+    # the initial batch (from the pre-training's diverse segments).
+    quotas = np.concatenate([np.zeros((pretrain - 1,), np.int32),
+                             np.asarray([initial_to_ask], np.int32), quotas])
+    initial_to_ask = 0
   helpers = rrm_helpers.make_helpers(
       plan, config, model, reward_update, initial_reward_update, label_round,
       obs_size, act_size) if plan.num_helpers else None
   return _Parts(
-      config=config, plan=plan, envs=envs, networks=networks,
-      policy_optimizer=rrm_ppo.make_optimizer(config.ppo),
-      ppo_update=rrm_ppo.make_ppo_update(config.ppo, networks),
-      make_policy=ppo_networks.make_inference_fn(networks), model=model,
+      config=config, plan=plan, envs=envs,
+      agent=rrm_agent.make_agent(config, envs, plan.recursive), model=model,
       reward_update=reward_update,
       initial_reward_update=initial_reward_update, label_round=label_round,
       helpers=helpers, quotas=quotas,
@@ -237,13 +253,16 @@ def _init(p: _Parts, seed_key, warm_labels, hyper: rrm_state.Hyper,
       labels = p.label_round(pool, returns, labels, user_teacher,
                              p.initial_to_ask, p.initial_to_ask,
                              jnp.int32(-1), key_ask, values)
-    reward, _ = p.initial_reward_update(reward, labels, keys.fit,
-                                        hyper.reward_optimizer())
-    reward = rrm_reward.refit_normalizer(p.model, reward, labels,
-                                         hyper.uncertainty_penalty)
+    if not pretrain_iterations(p.config):  # else: after pre-training
+      reward, _ = p.initial_reward_update(reward, labels, keys.fit,
+                                          hyper.reward_optimizer())
+      reward = rrm_reward.refit_normalizer(p.model, reward, labels,
+                                           hyper.uncertainty_penalty)
+  policy, env_state = p.agent.prefill(
+      p.agent.init(keys.policy), env_state,
+      jax.random.fold_in(keys.rollout, 1), _reward_fn(p, reward, hyper))
   return rollout.strip_weak_types(rrm_state.TrainState(
-      policy=rrm_ppo.init_policy(p.networks, p.policy_optimizer,
-                                 p.envs.observation_size, keys.policy),
+      policy=policy,
       reward=reward, pool=pool, labels=labels, teacher=teacher, hyper=hyper,
       env=env_state,
       episodes=rrm_state.init_episode_stats(p.config.env.num_envs),
@@ -256,11 +275,20 @@ def _fit_or_keep(p: _Parts, state: rrm_state.TrainState, reward_state, labels,
   """The reward-model update when labels arrived; else the model as it was
   (its loss metrics nan by design)."""
 
-  def fit(reward_state):
-    reward_state, m = p.reward_update(reward_state, labels, key,
-                                      state.hyper.reward_optimizer())
-    return rrm_reward.refit_normalizer(p.model, reward_state, labels,
-                                       state.hyper.uncertainty_penalty), m
+  def fit_with(update):
+    def fit(reward_state):
+      reward_state, m = update(reward_state, labels, key,
+                               state.hyper.reward_optimizer())
+      return rrm_reward.refit_normalizer(p.model, reward_state, labels,
+                                         state.hyper.uncertainty_penalty), m
+    return fit
+
+  fit = fit_with(p.reward_update)
+  pretrain = pretrain_iterations(p.config)
+  if pretrain:  # the initial batch, asked at pre-training's last iteration
+    regular = fit
+    fit = lambda r: jax.lax.cond(state.iteration == pretrain - 1,
+                                 fit_with(p.initial_reward_update), regular, r)
 
   def keep(reward_state):
     return reward_state, {"reward/loss": jnp.float32(jnp.nan),
@@ -305,29 +333,24 @@ def _feedback_step(p: _Parts, state, data, keys: rrm_state.IterationKeys):
 def _iteration(p: _Parts, state: rrm_state.TrainState):
   """One iteration: the eight steps of the module docstring."""
   keys = rrm_state.iteration_keys(state.key, state.iteration)
-  policy = p.make_policy(rrm_ppo.inference_params(state.policy))
-  env_state, data = rollout.collect(  # 1. rollout
-      p.envs.train, state.env, policy, keys.rollout,
-      p.config.steps_per_env_per_iteration, p.plan.recursive)
+  # 1-3. rollout, relabel (the learned reward; None keeps the env's), RL
+  policy_state, env_state, data, reward_for_rl, metrics = p.agent.learn(
+      state.policy, state.env, keys, state.hyper,
+      _reward_fn(p, state.reward, state.hyper), state.iteration)
   true_reward = data.reward  # [T, B]
-  reward_for_rl = true_reward  # 2. relabel
-  if p.config.learned_reward:
-    reward_for_rl = rrm_reward.learned_reward(
-        p.model, state.reward, data.observation, data.action,
-        rollout.outcome(data), state.hyper.uncertainty_penalty)
-  policy_state, metrics = p.ppo_update(  # 3. PPO
-      state.policy, rollout.to_ppo_layout(data._replace(reward=reward_for_rl),
-                                          p.config.ppo.unroll_length),
-      keys.ppo, state.hyper.ppo)
   episodes = rollout.update_episode_stats(state.episodes, true_reward,
                                           reward_for_rl, 1.0 - data.discount)
   metrics.update(diagnostics.rollout_metrics(data, episodes))
-  new = state.replace(policy=policy_state, env=env_state, episodes=episodes,
+  new = state.replace(env=env_state, episodes=episodes,
                       iteration=state.iteration + 1)
   if p.config.learned_reward:  # 4-7. segments, queries, oracle, reward
     reward_state, pool, labels, helper_state, m, returns, values = (
         _feedback_step(p, state, data, keys))
     metrics.update(m)
+    # SAC: the replay relabelled by the updated model (PEBBLE).
+    policy_state = p.agent.relabel(
+        policy_state, _reward_fn(p, reward_state, state.hyper),
+        m["oracle/labels_this_iteration"] > 0)
     metrics.update(diagnostics.reward_metrics(  # 8. metrics
         pool, labels, returns, reward_for_rl, true_reward, episodes,
         rrm_reward.label_accuracy(p.model, reward_state, labels, p.heldout)))
@@ -337,6 +360,7 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
           true_reward, rollout.aspects(data)))
     new = new.replace(reward=reward_state, pool=pool, labels=labels,
                       helpers=helper_state)
+  new = new.replace(policy=policy_state)
   metrics.update(diagnostics.health_metrics(policy_state, new.reward))
   return rollout.strip_weak_types(new), metrics
 
@@ -367,7 +391,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
                     else teacher)
 
   init._cache_size = init_jit._cache_size  # pylint: disable=protected-access
-  evaluate = rollout.make_evaluate(envs.eval, parts.make_policy,
+  evaluate = rollout.make_evaluate(envs.eval, parts.agent.make_policy,
+                                   parts.agent.inference_params,
                                    config.env.num_eval_envs,
                                    config.env.eval_episode_length)
   return Train(config=config, init=init,

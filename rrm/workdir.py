@@ -103,6 +103,12 @@ def lock(workdir: str) -> Iterator[None]:
     os.close(fd)
 
 
+# Config fields added after workdirs were first written, with the value an
+# older config.json (which lacks them) meant: such a run resumes unchanged.
+ADDED_LATER = {"rl": {"algorithm": "ppo"}, "sac": None,
+               "feedback.recent_segments": 0}
+
+
 def config_differences(saved: dict[str, Any], now: dict[str, Any],
                        resumable: Sequence[str] = RESUMABLE_CHANGES,
                        prefix: str = "") -> list[str]:
@@ -112,7 +118,7 @@ def config_differences(saved: dict[str, Any], now: dict[str, Any],
     name = prefix + k
     if not prefix and k in resumable:
       continue
-    a, b = saved.get(k), now.get(k)
+    a, b = saved.get(k, ADDED_LATER.get(name)), now.get(k)
     if isinstance(a, dict) and isinstance(b, dict):
       diffs += config_differences(a, b, resumable, name + ".")
     elif a != b and not (isinstance(a, list) and tuple(a) == b):

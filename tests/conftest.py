@@ -37,6 +37,52 @@ def _enable_cache():
 _enable_cache()
 
 
+# Opt-in: RRM_TEST_COMPILE_LOG=path makes every test append one JSON line
+# to `path` with the seconds it spent tracing, lowering and compiling JAX
+# programs (setup, call and teardown together) and its persistent-cache hits:
+# where the suite's time goes, for keeping `make test` short.
+_COMPILE_LOG = os.environ.get("RRM_TEST_COMPILE_LOG")
+_COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+    "/jax/core/compile/backend_compile_duration": "compile_s",
+}
+_compile_totals = {}
+
+
+def _on_duration(event, seconds, **_):
+  key = _COMPILE_EVENTS.get(event)
+  if key:
+    _compile_totals[key] = _compile_totals.get(key, 0.0) + seconds
+    if key == "compile_s":
+      _compile_totals["compiles"] = _compile_totals.get("compiles", 0) + 1
+
+
+def _on_event(event, **_):
+  if event == "/jax/compilation_cache/cache_hits":
+    _compile_totals["cache_hits"] = _compile_totals.get("cache_hits", 0) + 1
+
+
+if _COMPILE_LOG:
+  import jax.monitoring  # pylint: disable=g-import-not-at-top
+  jax.monitoring.register_event_duration_secs_listener(_on_duration)
+  jax.monitoring.register_event_listener(_on_event)
+
+  @pytest.hookimpl(hookwrapper=True)
+  def pytest_runtest_protocol(item, nextitem):
+    del nextitem
+    import json  # pylint: disable=g-import-not-at-top
+    import time  # pylint: disable=g-import-not-at-top
+    _compile_totals.clear()
+    start = time.perf_counter()
+    yield
+    row = {"test": item.nodeid, "wall_s": round(time.perf_counter() - start, 2),
+           "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+           **{k: round(v, 2) for k, v in _compile_totals.items()}}
+    with open(_COMPILE_LOG, "a") as f:
+      f.write(json.dumps(row) + "\n")
+
+
 @contextlib.contextmanager
 def fast_compile():
   """XLA with most optimisations off, for the programs compiled inside.
@@ -88,3 +134,24 @@ def smoke():
   from rrm import train as rrm_train  # pylint: disable=g-import-not-at-top
   config = config_parse.from_config_dict(inverted_pendulum.get_config("smoke"))
   return rrm_train.make_train(config)
+
+
+
+def pytest_configure(config):
+  """Refuses a pytest that ignores `xdist_group` under `--dist loadgroup`.
+
+  xdist 3.8 keeps a group on one worker by rewriting the test's node id on
+  the worker ("test@group"); pytest 9.2 made node ids read-only, the
+  rewrite silently does nothing and every worker builds the session-scoped
+  compiled fixtures (measured: ~10 minutes of the suite). Better to stop
+  than to double the suite's time unnoticed.
+  """
+  if config.getvalue("dist") != "loadgroup" or hasattr(config, "workerinput"):
+    return
+  version = tuple(int(p) for p in pytest.__version__.split(".")[:2])
+  if version >= (9, 2):
+    raise pytest.UsageError(
+        f"pytest {pytest.__version__} breaks pytest-xdist's --dist loadgroup "
+        "(node ids became read-only in pytest 9.2, so xdist_group marks are "
+        "ignored). Install the pins of setup.py's [test] extra: "
+        "pip install -e '.[test]'.")

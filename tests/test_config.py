@@ -118,6 +118,71 @@ def test_true_reward_runs_ignore_label_budget_checks():
   assert config_parse.from_config_dict(cd).reward.source == "true"
 
 
+def _sac(**changes):
+  cd = inverted_pendulum.get_config("sac_smoke")
+  for k, v in changes.items():
+    section, name = k.split(".") if "." in k else (None, k)
+    (cd[section] if section else cd)[name] = v
+  return cd
+
+
+@pytest.mark.parametrize("changes, fragments", [
+    ({"rl.algorithm": "dqn"}, ["config.rl.algorithm='dqn'", "'ppo', 'sac'"]),
+    ({"sac.grad_updates_per_step": 0},
+     ["config.sac.grad_updates_per_step=0", "positive integer"]),
+    ({"sac.grad_updates_per_step": -2},
+     ["config.sac.grad_updates_per_step=-2", "positive integer"]),
+    ({"sac.replay_capacity": 32},
+     ["config.sac.replay_capacity=32", "at least one batch",
+      "sac.batch_size=64"]),
+    ({"sac.min_replay_size": 16},
+     ["config.sac.min_replay_size=16", "sac.batch_size=64"]),
+    ({"sac.min_replay_size": 8192},
+     ["config.sac.min_replay_size=8192", "sac.replay_capacity=4096"]),
+    ({"sac.pretrain_iterations": 6},
+     ["config.sac.pretrain_iterations=6", "num_iterations=6"]),
+    ({"sac.pretrain_iterations": 2, "reward.source": "true"},
+     ["config.sac.pretrain_iterations=2", "true-reward run"]),
+    ({"sac.entropy_k": 64}, ["config.sac.entropy_k=64", "smaller"]),
+    ({"sac.tau": 1.5}, ["config.sac.tau=1.5", "[0, 1]"]),
+    ({"sac.steps_per_iteration": 5},
+     ["segment_length=10", "sac.steps_per_iteration"]),
+    ({"feedback.query_selector": "recent", "feedback.recent_segments": 1},
+     ["config.feedback.recent_segments=1", "between 2 and"]),
+    ({"feedback.query_selector": "recent", "feedback.recent_segments": 500},
+     ["config.feedback.recent_segments=500", "pool_size=128"]),
+])
+def test_sac_and_query_settings_are_refused_with_the_field(changes,
+                                                           fragments):
+  _expect(_sac(**changes), *fragments)
+
+
+def test_sac_configs_parse_and_ppo_runs_have_no_sac_section():
+  cfg = config_parse.from_config_dict(_sac())
+  assert cfg.rl.algorithm == "sac" and cfg.steps_per_env_per_iteration == 20
+  assert cfg.sac.pretrain_iterations == 2
+  ppo = config_parse.from_config_dict(_smoke())
+  assert ppo.rl.algorithm == "ppo" and ppo.sac is None
+  # SAC's array-valued fields are sweepable: one program for both.
+  other = config_parse.from_config_dict(_sac(**{"sac.learning_rate": 1e-3,
+                                                "sac.tau": 0.01}))
+  assert rrm_config.program_key(other) == rrm_config.program_key(cfg)
+  assert rrm_config.program_key(config_parse.from_config_dict(
+      _sac(**{"sac.batch_size": 32}))) != rrm_config.program_key(cfg)
+
+
+def test_a_workdir_written_before_sac_existed_resumes_unchanged():
+  """config.json files of older runs lack rl, sac, feedback.recent_segments."""
+  from rrm import workdir as rrm_workdir  # pylint: disable=g-import-not-at-top
+  now = rrm_config.to_dict(config_parse.from_config_dict(_smoke()))
+  saved = json.loads(json.dumps(now))
+  del saved["rl"], saved["sac"], saved["feedback"]["recent_segments"]
+  assert rrm_workdir.config_differences(saved, now) == []
+  sac_now = rrm_config.to_dict(config_parse.from_config_dict(_sac()))
+  assert any(d.startswith("rl.algorithm: saved 'ppo', now 'sac'")
+             for d in rrm_workdir.config_differences(saved, sac_now))
+
+
 def test_launcher_refuses_bad_config_before_compiling(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "launch.train",

@@ -12,9 +12,6 @@ import glob
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 
 import jax
@@ -22,50 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_trees_equal
-from conftest import launcher_env
 from rrm import checkpoint
 from rrm import logging as rrm_logging
 from rrm import loop as rrm_loop
 from rrm import workdir as rrm_workdir
+import relaunch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _without_time(history):
-  return [{k: v for k, v in m.items() if not k.startswith("time/")}
-          for m in history]
-
-
-def _lines(path):
-  try:
-    with open(path) as f:
-      return sum(1 for line in f if line.endswith("\n"))
-  except FileNotFoundError:
-    return 0
-
-
-def _restore_final(workdir, train):
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-  step, state, _ = ckpt.restore_latest(train.init)
-  ckpt.close()
-  return step, state
-
-
-def _read(path):
-  try:
-    with open(path) as f:
-      return f.read()
-  except FileNotFoundError:
-    return ""
-
-
-def _wait_for(proc, predicate, what, timeout=600):
-  deadline = time.time() + timeout
-  while not predicate():
-    assert proc.poll() is None, f"exited {proc.returncode} before {what}"
-    assert time.time() < deadline, f"no {what} in {timeout}s"
-    time.sleep(0.01)
+_restore_final = relaunch.restore_final
+_read = relaunch.read
 
 
 def test_killed_anywhere_relaunched_until_done_equals_an_uninterrupted_run(
@@ -90,64 +54,19 @@ def test_killed_anywhere_relaunched_until_done_equals_an_uninterrupted_run(
   jax.block_until_ready(program.evaluate(program.init(), 1))
 
   workdir = str(tmp_path / "interrupted")
-  metrics = os.path.join(workdir, "metrics.jsonl")
-  cmd = [sys.executable, "-m", "launch.train",
-         "--config=experiments/configs/inverted_pendulum.py:smoke",
-         f"--workdir={workdir}"] + [
-             f"--config.{k}={v}" for k, v in overrides.items()]
-  env = launcher_env()
-  logs = []
-
-  def launch():
-    logs.append(str(tmp_path / f"launch{len(logs)}.out"))
-    out = open(logs[-1], "w")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
-                            stderr=subprocess.STDOUT, text=True)
-
-  rng = random.Random(1234)
-  initialised = lambda: "init (compile" in _read(logs[-1])
-  started = lambda: any(m in _read(logs[-1]) for m in ("init (compile",
-                                                       "resumed from"))
-  moments = ["during init", "after init", "sigterm", "after an iteration",
-             "after an iteration", "at a random time", "after an iteration",
-             "at a random time", "after an iteration"]
-  done, kills = False, 0
-  for moment in moments:
-    before = _lines(metrics)
-    proc = launch()
-    if before >= overrides["num_iterations"] - 1 and moment != "sigterm":
-      break  # too close to the end for another interruption
-    if moment == "during init":  # config.json is written just before init
-      _wait_for(proc, lambda: os.path.exists(os.path.join(
-          workdir, "config.json")), "config.json")
-      time.sleep(rng.uniform(0.0, 2.0))  # tracing, cache loads, the labels
-      assert not initialised()
-    elif moment == "after init":
-      _wait_for(proc, initialised, "init line")
-    elif moment == "sigterm":
-      _wait_for(proc, lambda: _lines(metrics) >= before + 1, "an iteration")
-      proc.send_signal(signal.SIGTERM)
-      assert proc.wait(timeout=300) == 0, _read(logs[-1])[-3000:]
-      assert "done: stopped by SIGTERM at iteration" in _read(logs[-1])
-      continue
-    elif moment == "after an iteration":
-      target = before + rng.randint(1, 2)
-      _wait_for(proc, lambda: _lines(metrics) >= target, f"{target} lines")
-    else:  # the first iteration's trace and cache load take seconds
-      _wait_for(proc, started, "init or resume line")
-      time.sleep(rng.uniform(0.0, 3.0))
-    if proc.poll() is not None:  # it finished first
-      done = True
-      break
-    proc.kill()
-    proc.wait(timeout=60)
-    kills += 1
+  runs = relaunch.Relauncher(
+      "experiments/configs/inverted_pendulum.py:smoke", workdir, overrides,
+      str(tmp_path))
+  kills, done = runs.interrupt(
+      ["during init", "after init", "sigterm", "after an iteration",
+       "after an iteration", "at a random time", "after an iteration",
+       "at a random time", "after an iteration"], random.Random(1234))
   assert not done and kills == 8, (done, kills)
   # The last launch, and at the same moment a second one on the same
   # workdir: one holds it and completes, the other is refused (naming the
   # holder) as soon as it gets there, before building anything.
   t0 = time.time()
-  pair = [launch(), launch()]
+  pair = [runs.launch(), runs.launch()]
   ended = [None, None]
   while None in ended:
     assert time.time() < t0 + 600, "the last launches did not end"
@@ -156,32 +75,18 @@ def test_killed_anywhere_relaunched_until_done_equals_an_uninterrupted_run(
         ended[j] = time.time() - t0
     time.sleep(0.05)
   codes = [p.returncode for p in pair]
-  outs = [_read(log) for log in logs[-2:]]
+  outs = [_read(log) for log in runs.logs[-2:]]
   assert sorted(codes) == [0, 1], outs
   winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
   assert "done: eval true return" in outs[winner], outs[winner][-3000:]
   assert (f"is in use by another rrm process (pid {pair[winner].pid} on"
           in outs[loser]), outs[loser][-3000:]
   assert ended[loser] < ended[winner]
-  print(f"{len(logs)} launches, {kills} killed; the concurrent launch was "
-        f"refused {ended[loser]:.1f}s after its start (its imports), the "
+  print(f"{len(runs.logs)} launches, {kills} killed; the concurrent launch "
+        f"was refused {ended[loser]:.1f}s after its start (its imports), the "
         f"other completed after {ended[winner]:.1f}s")
-
   # Equal to the uninterrupted run: state, every labels array, metrics.
-  step_a, final_a = _restore_final(workdir, smoke)
-  step_b, final_b = _restore_final(reference, smoke)
-  assert step_a == step_b == 40
-  assert_trees_equal(final_a, final_b)
-  labels_a = np.load(os.path.join(workdir, "labels.npz"))
-  labels_b = np.load(os.path.join(reference, "labels.npz"))
-  assert sorted(labels_a.files) == sorted(labels_b.files)
-  for k in labels_b.files:
-    np.testing.assert_array_equal(labels_a[k], labels_b[k])
-  metrics_a = rrm_logging.read_metrics(metrics)
-  metrics_b = rrm_logging.read_metrics(os.path.join(reference,
-                                                    "metrics.jsonl"))
-  assert [m["iteration"] for m in metrics_a] == list(range(1, 41))
-  assert _without_time(metrics_a) == _without_time(metrics_b)
+  relaunch.assert_equal_runs(workdir, reference, smoke, 40)
 
 
 def _poison_before(train, iteration):

@@ -69,3 +69,23 @@ def test_entropy_selector_picks_the_pairs_nearest_a_coin_flip():
     assert {int(a), int(b)} == {0, 1}
   # Disagreement of identical members is 0 for every pair.
   assert float(jnp.max(queries.disagreement(returns, q))) == 0.0
+
+
+def test_recent_selector_draws_pairs_only_from_the_latest_segments():
+  """QPA's policy-aligned buffer: the pool's last writes, across the wrap."""
+  pool = segments.init_pool(8, 2, 1, 1)
+  cand = segments.Segments(*[jnp.zeros((3, 2) + s.shape[2:])
+                             for s in pool.segments])
+  key = jax.random.PRNGKey(0)
+  for _ in range(3):  # 9 writes into 8 slots: the cursor wrapped to 1
+    pool = segments.add(pool, cand, jnp.ones((3,), bool), 3, key)
+  assert int(pool.cursor) == 1
+  recent = np.asarray(queries.most_recent(pool, 4))
+  assert recent.tolist() == [True, False, False, False, False, True, True,
+                             True]  # slots 0, 7, 6, 5: the last four writes
+  q = queries.make_selector("recent", recent=4)(pool, jnp.zeros(()), 400,
+                                                jax.random.PRNGKey(1))
+  first, second = np.asarray(q.first), np.asarray(q.second)
+  assert np.all(first != second)
+  for idx in (first, second):
+    assert set(idx.tolist()) == {0, 5, 6, 7}

@@ -183,24 +183,29 @@ def test_launcher_end_to_end(smoke, tmp_path):
   assert "reward.learning_rate: saved 0.001, now 0.01" in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["hopper", "walker_walk"])
-def test_locomotion_smoke_programs_trace(name):
-  """The hopper (Brax) and walker_walk (Playground, MJX) smoke configs build
-  their whole program: init, iteration and evaluation traced to shapes (no
-  XLA compile: their physics compile for minutes on CPU; the envs' own
-  rollouts are compiled in test_recursive and test_playground)."""
+@pytest.mark.parametrize("name, variant", [
+    ("hopper", "smoke"), ("walker_walk", "smoke"),
+    ("walker_walk", "sac_smoke")])
+def test_locomotion_smoke_programs_trace(name, variant):
+  """The hopper (Brax) and walker_walk (Playground, MJX) smoke configs, and
+  walker_walk's SAC one, build their whole program: init, iteration and
+  evaluation traced to shapes (no XLA compile: their physics compile for
+  minutes on CPU; the envs' own rollouts are compiled in test_recursive and
+  test_playground)."""
   import importlib  # pylint: disable=g-import-not-at-top
   if name == "walker_walk":
     pytest.importorskip("mujoco_playground")
   module = importlib.import_module(f"experiments.configs.{name}")
-  config = config_parse.from_config_dict(module.get_config("smoke"))
+  config = config_parse.from_config_dict(module.get_config(variant))
   train = rrm_train.make_train(config)
   state = jax.eval_shape(train.init, jax.random.PRNGKey(0))
   after, metrics = jax.eval_shape(train.iteration, state)
   assert jax.tree.structure(after) == jax.tree.structure(state)
   assert all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(
       jax.tree.leaves(after), jax.tree.leaves(state)))
-  assert {"ppo/total_loss", "reward/loss", "oracle/labels"} <= set(metrics)
+  rl = ({"sac/critic_loss", "sac/critic_reset"} if variant == "sac_smoke"
+        else {"ppo/total_loss"})
+  assert rl | {"reward/loss", "oracle/labels"} <= set(metrics)
   assert state.labels.first.observation.shape[-1] == (
       train.envs.observation_size)
   evaluation = jax.eval_shape(train.evaluate, state, jax.random.PRNGKey(1))

@@ -43,6 +43,30 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.ppo.policy_hidden_layer_sizes = (32, 32, 32, 32)  # brax's default
   c.ppo.value_hidden_layer_sizes = (256, 256, 256, 256, 256)  # brax's default
 
+  c.rl = ml_collections.ConfigDict()
+  c.rl.algorithm = "ppo"  # ppo | sac (off-policy, PEBBLE-class: rrm/sac.py)
+
+  # SAC (rl.algorithm = "sac"); names and meaning as brax's sac.train.
+  c.sac = ml_collections.ConfigDict()
+  c.sac.steps_per_iteration = 50  # actor steps of every env per iteration (T)
+  c.sac.batch_size = 256  # transitions per SGD step
+  c.sac.grad_updates_per_step = 1  # update-to-data ratio (SGD steps per actor step)
+  c.sac.replay_capacity = 1_000_000  # FIFO replay (transitions)
+  c.sac.min_replay_size = 8192  # initial-policy transitions before any SGD
+  c.sac.learning_rate = 3e-4  # actor and critic Adam step size
+  c.sac.alpha_learning_rate = 3e-4  # temperature Adam step size (brax's)
+  c.sac.discounting = 0.99  # gamma
+  c.sac.reward_scaling = 1.0  # multiplier on the (learned or true) reward
+  c.sac.tau = 0.005  # target-network Polyak rate
+  c.sac.normalize_observations = True  # running mean/std of observations
+  c.sac.hidden_layer_sizes = (256, 256)  # actor and critic MLPs
+  c.sac.q_network_layer_norm = False  # layer norm in the critics
+  # PEBBLE: iterations of unsupervised pre-training on a k-NN state-entropy
+  # reward before the first label (0: none); the initial batch is asked and
+  # the critic reset when it ends.
+  c.sac.pretrain_iterations = 0
+  c.sac.entropy_k = 5  # k of the k-NN entropy estimate (PEBBLE's)
+
   c.reward = ml_collections.ConfigDict()
   c.reward.source = "learned"  # learned: from labels | true: baseline
   c.reward.input = "next_obs"  # obs | obs_action | next_obs (the step's outcome)
@@ -69,7 +93,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # batch spread over schedule_horizon iterations (None: num_iterations).
   c.feedback.schedule = "constant"
   c.feedback.schedule_horizon = placeholder(int)
-  c.feedback.query_selector = "uniform"  # uniform | disagreement | entropy
+  # uniform | disagreement | entropy | recent (QPA: pairs from the
+  # recent_segments most recently added segments; 0: segments_per_iteration)
+  c.feedback.query_selector = "uniform"
+  c.feedback.recent_segments = 0
   c.feedback.oversample = 10  # disagreement/entropy: candidates per query (K)
   # labels.npz of an earlier run to start from ('' = none; launch.train's
   # --labels=FILE sets it); extra=False counts them against the budget.

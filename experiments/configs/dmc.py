@@ -7,6 +7,15 @@ unroll 30, 32 minibatches of 1024, 16 epochs, discount 0.995, reward scaling
 10, ~60M steps); episodes, segments and label budgets follow B-Pref (Lee et
 al. 2021): 1000-step episodes, 50-step segments. Each env file adds its name
 and budget.
+
+Variants: "sac" trains the policy with SAC (rrm/sac.py) at Playground's tuned
+brax SAC settings for these tasks (`dm_control_suite_params.brax_sac_config`:
+128 envs, batch 512, 8 gradient updates per step, learning rate 1e-3,
+discount 0.99, layer-normed critics, min replay 8192; 5M steps for
+walker_walk, 10M for cheetah_run) with PEBBLE's schedule (Lee et al. 2021):
+unsupervised pre-training on the state-entropy reward first, then labels in
+rounds, the replay relabelled after each reward-model update. "sac_smoke"
+is its CPU-sized twin; "smoke" the PPO one.
 """
 
 from experiments.configs import base
@@ -45,7 +54,9 @@ def get_dmc_config(name: str, arg: str = ""):
   c.reward.hidden_layer_sizes = (256, 256)
   # No true-reward run of these configs has been measured yet.
   c.report.baseline_return = None
-  if arg == "smoke":
+  if arg in ("sac", "sac_smoke"):
+    _sac(c, name)
+  if arg in ("smoke", "sac_smoke"):
     # CPU-sized: MJX compiles slowly on CPU, and walker_walk takes 10 physics
     # substeps per env step, so everything is as small as still exercises the
     # whole loop (two iterations, a round of labels, an evaluation).
@@ -72,6 +83,43 @@ def get_dmc_config(name: str, arg: str = ""):
     c.reward.hidden_layer_sizes = (16,)
     c.reward.initial_num_steps = 10
     c.reward.num_steps = 5
-  elif arg:
-    raise ValueError(f"unknown variant {arg!r}; known: '' (default), 'smoke'")
+  if arg == "sac_smoke":
+    c.sac.steps_per_iteration = 20
+    c.sac.batch_size = 16
+    c.sac.grad_updates_per_step = 1
+    c.sac.replay_capacity = 256
+    c.sac.min_replay_size = 16
+    c.sac.hidden_layer_sizes = (16,)
+    c.sac.pretrain_iterations = 1
+    c.sac.entropy_k = 3
+  if arg not in ("", "smoke", "sac", "sac_smoke"):
+    raise ValueError(f"unknown variant {arg!r}; known: '' (default), "
+                     "'smoke', 'sac', 'sac_smoke'")
   return c
+
+
+def _sac(c, name: str) -> None:
+  """Playground's brax SAC settings and PEBBLE's label schedule."""
+  c.rl.algorithm = "sac"
+  c.env.num_envs = 128
+  c.sac.steps_per_iteration = 200  # 25.6k env steps per iteration
+  c.sac.batch_size = 512
+  c.sac.grad_updates_per_step = 8
+  c.sac.learning_rate = 1e-3
+  c.sac.discounting = 0.99
+  c.sac.replay_capacity = 1_048_576
+  c.sac.min_replay_size = 8192
+  c.sac.q_network_layer_norm = True
+  c.sac.hidden_layer_sizes = (256, 256)
+  c.sac.pretrain_iterations = 2  # ~51k steps on the entropy reward
+  steps = {"walker_walk": 5_000_000, "cheetah_run": 10_000_000}.get(
+      name, 5_000_000)
+  c.num_iterations = steps // (128 * 200)  # 195 (walker) / 390 (cheetah)
+  c.eval_every = 10
+  c.feedback.pool_size = 2048
+  c.feedback.segments_per_iteration = 512
+  c.feedback.initial_labels = 100
+  # The rest of the budget (900 of 1000) in rounds of 10 every 2 iterations:
+  # spent by iteration ~180 of walker_walk's 195.
+  c.feedback.labels_per_round = 10
+  c.feedback.round_every = 2

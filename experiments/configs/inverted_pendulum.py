@@ -5,8 +5,9 @@
   # true-reward baseline through the same code:
   python -m launch.train --config=experiments/configs/inverted_pendulum.py \
       --config.reward.source=true --workdir=/tmp/rrm/pendulum_true
-  # tiny variant for tests:
+  # tiny variants for tests (PPO; SAC with PEBBLE's pre-training):
   python -m launch.train --config=experiments/configs/inverted_pendulum.py:smoke
+  python -m launch.train --config=experiments/configs/inverted_pendulum.py:sac_smoke
 """
 
 from experiments.configs import base
@@ -29,7 +30,18 @@ def get_config(arg: str = ""):
   # `make run-true` (true reward, same config): eval return 1000 from
   # iteration 15 on (measured, 2-core CPU); the task's maximum.
   c.report.baseline_return = 1000.0
-  if arg == "smoke":
+  if arg == "sac":
+    # SAC at brax-like sizes (benchmarks/throughput.py's SAC comparison).
+    c.rl.algorithm = "sac"
+    c.env.num_envs = 128
+    c.sac.steps_per_iteration = 50
+    c.sac.batch_size = 256
+    c.sac.grad_updates_per_step = 4
+    c.sac.replay_capacity = 262_144
+    c.sac.min_replay_size = 8192
+    c.sac.hidden_layer_sizes = (64, 64)
+    c.feedback.segments_per_iteration = 256
+  if arg in ("smoke", "sac_smoke"):
     c.num_iterations = 6
     c.eval_every = 3
     c.env.num_envs = 32
@@ -49,6 +61,16 @@ def get_config(arg: str = ""):
     c.reward.hidden_layer_sizes = (32, 32)
     c.reward.initial_num_steps = 1000
     c.reward.num_steps = 50
-  elif arg:
-    raise ValueError(f"unknown variant {arg!r}; known: '' (default), 'smoke'")
+  if arg == "sac_smoke":
+    c.rl.algorithm = "sac"
+    c.sac.steps_per_iteration = 20
+    c.sac.batch_size = 64
+    c.sac.grad_updates_per_step = 2
+    c.sac.replay_capacity = 4096
+    c.sac.min_replay_size = 256
+    c.sac.hidden_layer_sizes = (32, 32)
+    c.sac.pretrain_iterations = 2
+  elif arg not in ("", "smoke", "sac"):
+    raise ValueError(f"unknown variant {arg!r}; known: '' (default), "
+                     "'smoke', 'sac', 'sac_smoke'")
   return c

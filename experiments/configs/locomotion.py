@@ -3,6 +3,13 @@
 Sizes follow brax's published PPO settings for these tasks (2048 envs,
 unroll 20, 32 minibatches); the reward model and label budget are larger
 than inverted_pendulum's. Each env file adds only its name.
+
+Variant "sac": the policy trained by SAC (rrm/sac.py) at the sizes of
+MuJoCo Playground's tuned brax SAC for DM Control (128 envs, batch 512, 8
+gradient updates per step, discount 0.99, min replay 8192; the installed
+brax ships no tuned SAC settings for these tasks, so they are not tuned
+here either) with learning rate 6e-4, 5M env steps, and PEBBLE's
+pre-training and label schedule. "sac_smoke" is its CPU-sized twin.
 """
 
 from experiments.configs import base
@@ -31,7 +38,22 @@ def get_locomotion_config(name: str, arg: str = ""):
   c.feedback.labels_per_round = 20
   c.feedback.round_every = 5
   c.reward.hidden_layer_sizes = (256, 256)
-  if arg == "smoke":
+  if arg in ("sac", "sac_smoke"):
+    c.rl.algorithm = "sac"
+    c.env.num_envs = 128
+    c.sac.steps_per_iteration = 200
+    c.sac.batch_size = 512
+    c.sac.grad_updates_per_step = 8
+    c.sac.learning_rate = 6e-4
+    c.sac.discounting = 0.99
+    c.sac.replay_capacity = 1_048_576
+    c.sac.min_replay_size = 8192
+    c.sac.pretrain_iterations = 2
+    c.num_iterations = 195  # ~5M env steps
+    c.eval_every = 10
+    c.feedback.segments_per_iteration = 512
+    c.feedback.round_every = 2
+  if arg in ("smoke", "sac_smoke"):
     c.num_iterations = 2
     c.eval_every = 2
     c.env.num_envs = 8
@@ -54,6 +76,16 @@ def get_locomotion_config(name: str, arg: str = ""):
     c.reward.hidden_layer_sizes = (16,)
     c.reward.initial_num_steps = 10
     c.reward.num_steps = 5
-  elif arg:
-    raise ValueError(f"unknown variant {arg!r}; known: '' (default), 'smoke'")
+  if arg == "sac_smoke":
+    c.sac.steps_per_iteration = 20
+    c.sac.batch_size = 16
+    c.sac.grad_updates_per_step = 1
+    c.sac.replay_capacity = 256
+    c.sac.min_replay_size = 16
+    c.sac.hidden_layer_sizes = (16,)
+    c.sac.pretrain_iterations = 1
+    c.sac.entropy_k = 3
+  if arg not in ("", "smoke", "sac", "sac_smoke"):
+    raise ValueError(f"unknown variant {arg!r}; known: '' (default), "
+                     "'smoke', 'sac', 'sac_smoke'")
   return c
