@@ -178,10 +178,18 @@ def sac_main(config: rrm_config.TrainConfig, n: int) -> None:
                                   n)
   print(f"rrm SAC iteration (learned reward, labels and relabelling every "
         f"iteration): {labelled['sps']:>10,.0f} env-steps/s")
+  quiet_cd = _CONFIG.value.copy_and_resolve_references()
+  quiet_cd.sac.pretrain_iterations = 0
+  quiet_cd.feedback.round_every = 10_000  # only the initial batch
+  quiet = rrm_steps_per_second(config_parse.from_config_dict(quiet_cd), n)
+  print(f"rrm SAC iteration (learned reward, no label round): "
+        f"{quiet['sps']:>10,.0f} env-steps/s")
   print(f"ratio rrm-SAC(true reward) / brax:   "
         f"{true['sps'] / brax['sps']:.3f}")
   print(f"ratio rrm-SAC(learned, labels on) / brax: "
         f"{labelled['sps'] / brax['sps']:.3f}")
+  print(f"ratio rrm-SAC(learned, no label round) / brax: "
+        f"{quiet['sps'] / brax['sps']:.3f}")
 
 
 def main(argv):

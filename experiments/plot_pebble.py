@@ -84,7 +84,12 @@ def summarise(members: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-  f = lambda mc: f"{mc[0]:.3f} ± {mc[1]:.3f}"
+  def f(mc, digits=3):
+    if not np.isfinite(mc[0]):
+      return "-"
+    ci = f" ± {mc[1]:.{digits}f}" if np.isfinite(mc[1]) else ""
+    return f"{mc[0]:.{digits}f}{ci}"
+
   lines = [f"true-reward SAC final return (the normaliser): "
            f"{s['baseline_sac']:.1f}",
            f"true-reward PPO, normalised: {f(s['true_ppo'])}",
@@ -93,8 +98,7 @@ def format_summary(s: dict[str, Any]) -> str:
   for r in s["rows"]:
     lines.append(f"{r['algorithm']:<9}  {r['budget']:>6}  {r['n']}  "
                  f"{f(r['normalised']):<23}  "
-                 f"{r['labels_to_90'][0]:.0f} ± {r['labels_to_90'][1]:.0f} "
-                 f"({r['reached']}/{r['n']})")
+                 f"{f(r['labels_to_90'], 0)} ({r['reached']}/{r['n']})")
   return "\n".join(lines)
 
 

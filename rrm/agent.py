@@ -130,9 +130,12 @@ def make_sac_agent(config: rrm_config.TrainConfig, envs: rrm_envs.Envs,
           lambda s: s, policy_state)
       metrics["sac/critic_reset"] = reset.astype(jnp.float32)
       metrics["sac/pretraining"] = (iteration < pretrain).astype(jnp.float32)
+    # Without pre-training the flag is a Python False: no entropy branch is
+    # traced (under a sweep's vmap a traced flag would turn the branch into
+    # a select that computes the k-NN distances in every SGD step).
     policy_state, env_state, data, reward, m = sac_learn(
         policy_state, env_state, keys.rollout, hyper.rl, reward_fn,
-        jnp.asarray(iteration < pretrain))
+        iteration < pretrain if pretrain else False)
     metrics.update(m)
     return policy_state, env_state, data, reward, metrics
 

@@ -167,20 +167,31 @@ def state_entropy_reward(observation: jax.Array, k: int) -> jax.Array:
 
 
 def relabel(replay: replay_buffers.UniformSamplingQueue,
-            buffer: replay_buffers.ReplayBufferState,
-            reward_fn: RewardFn) -> replay_buffers.ReplayBufferState:
+            buffer: replay_buffers.ReplayBufferState, reward_fn: RewardFn,
+            chunk: int = 16384) -> replay_buffers.ReplayBufferState:
   """Every stored transition's reward recomputed by `reward_fn` (PEBBLE).
 
-  One pass over the whole buffer (unused rows too: they are never sampled);
-  brax's row (un)flattening is vmapped over the capacity axis. The buffer's
-  private `_flatten_fn` / `_unflatten_fn` are brax's own layout, used rather
-  than re-derived.
+  The rows written so far, [0, insert_position), in chunks of `chunk` rows
+  (a loop whose trip count is the fill level: a young replay costs what it
+  holds, not its capacity); brax's row (un)flattening is vmapped over each
+  chunk. The buffer's private `_flatten_fn` / `_unflatten_fn` are brax's own
+  layout, used rather than re-derived.
   """
-  data = replay._unflatten_fn(buffer.data)  # pylint: disable=protected-access
-  data = data._replace(reward=reward_fn(data.observation, data.action,
-                                        data.next_observation))
-  flat = replay._flatten_fn(data)  # pylint: disable=protected-access
-  return buffer.replace(data=flat.astype(buffer.data.dtype))
+  capacity = buffer.data.shape[0]
+  chunk = min(chunk, capacity)
+
+  def body(i, data):
+    start = jnp.minimum(i * chunk, capacity - chunk)  # the last overlaps
+    rows = replay._unflatten_fn(  # pylint: disable=protected-access
+        jax.lax.dynamic_slice_in_dim(data, start, chunk))
+    rows = rows._replace(reward=reward_fn(rows.observation, rows.action,
+                                          rows.next_observation))
+    flat = replay._flatten_fn(rows)  # pylint: disable=protected-access
+    return jax.lax.dynamic_update_slice_in_dim(
+        data, flat.astype(data.dtype), start, 0)
+
+  chunks = (buffer.insert_position + chunk - 1) // chunk
+  return buffer.replace(data=jax.lax.fori_loop(0, chunks, body, buffer.data))
 
 
 def stored_transitions(replay: replay_buffers.UniformSamplingQueue,
@@ -208,8 +219,11 @@ def _sgd_step(networks, action_size: int, hyper: SACHyper, entropy_k: int,
   def stored_reward(stats):
     return transitions.reward, stats
 
-  reward, entropy_stats = jax.lax.cond(pretraining, entropy_reward,
-                                       stored_reward, state.entropy_stats)
+  if pretraining is False:  # no pre-training in this run: nothing to trace
+    reward, entropy_stats = stored_reward(state.entropy_stats)
+  else:
+    reward, entropy_stats = jax.lax.cond(pretraining, entropy_reward,
+                                         stored_reward, state.entropy_stats)
   transitions = transitions._replace(reward=reward)
   alpha_loss, critic_loss, actor_loss = sac_losses.make_losses(
       networks, reward_scaling=hyper.reward_scaling,
@@ -289,7 +303,8 @@ def make_learn(config: rrm_config.SACConfig,
   Returns (state, env_state, [T, B] Transition of the env steps taken,
   [T, B] the reward stored for RL, metrics). `reward_fn(obs, action,
   outcome)` gives the reward RL maximises (None: the env's true reward);
-  `pretraining` (a bool array) makes the SGD steps maximise state entropy.
+  `pretraining` (a bool array, or False for a run without pre-training)
+  makes the SGD steps maximise state entropy.
   """
   act = _make_act(replay, networks, env, extra_fields)
   utd = config.grad_updates_per_step

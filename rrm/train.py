@@ -6,14 +6,17 @@ One iteration (one jitted function of the state; its key is the state's):
   2. relabel   every transition with the learned reward (normalised ensemble
                mean) -- or keep the true reward when `reward.source = "true"`,
                the baseline every comparison needs, through the same code;
-  3. PPO       brax's PPO loss and update on the relabelled rollout;
+  3. RL        brax's PPO update on the relabelled rollout -- or SAC, whose
+               actor steps and SGD steps interleave over steps 1-3 with the
+               replay in the state (config.rl.algorithm; rrm.agent);
   4. segments  cut the rollout into length-L segments, add some to the pool;
   5. queries   when the schedule says so, pick pairs from the pool;
   6. oracle    the (synthetic) user labels them (rrm.labeling) -- with a
                task tree, the user of rrm.recursive, after the helpers' own
                label round;
   7. reward    reward-model epochs on the label dataset (only when labels
-               arrived), then refit the output normalisation;
+               arrived), then refit the output normalisation (SAC: and
+               relabel the whole replay with the new model, PEBBLE);
   8. metrics   a flat dict of scalars (rrm.diagnostics).
 
 Before the first iteration `init` fills the pool with random-policy segments,

@@ -109,3 +109,74 @@ def test_figure_script_summarises_and_writes_a_png(tmp_path):
   plot_recursive.plot([workdir], out, [reference])
   with open(out, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("variant", ["walker_walk", "cheetah_run", "hopper",
+                                     "cpu", "smoke"])
+def test_pebble_sweep_plans_valid_units_per_algorithm_and_budget(variant):
+  """SAC+PEBBLE and PPO at each budget, and both true-reward baselines."""
+  from experiments.sweeps import pebble  # pylint: disable=g-import-not-at-top
+  if variant in ("walker_walk", "cheetah_run"):
+    pytest.importorskip("mujoco_playground")
+  units = sweep.plan_units(pebble.get_sweep(variant))
+  budgets = pebble.BUDGETS if variant not in ("cpu", "smoke") else (
+      pebble.CPU_BUDGETS if variant == "cpu" else (100, 120))
+  assert len(units) == 2 * (len(budgets) + 1)
+  seen = set()
+  for unit in units:
+    configs = [m.config for m in unit.members]
+    c = configs[0]
+    assert len({m.config.seed for m in unit.members}) == len(configs) == (
+        2 if variant == "smoke" else 5)
+    key = (c.rl.algorithm, c.reward.source,
+           c.feedback.budget if c.learned_reward else None)
+    seen.add(key)
+    if c.rl.algorithm == "sac":
+      assert c.sac.pretrain_iterations == (2 if c.learned_reward else 0)
+  assert seen == {(a, "learned", b) for a in ("ppo", "sac") for b in budgets
+                  } | {("ppo", "true", None), ("sac", "true", None)}
+  with pytest.raises(ValueError, match="unknown variant"):
+    pebble.get_sweep("humanoid")
+
+
+def _fake_pebble(workdir, runs):
+  """runs: (algorithm, source, budget, [(labels, return) per eval]) each."""
+  for u, (algorithm, source, budget, evals) in enumerate(runs):
+    d = os.path.join(workdir, f"u{u:03d}", "members", "000")
+    os.makedirs(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+      json.dump({"seed": 0, "rl": {"algorithm": algorithm},
+                 "reward": {"source": source},
+                 "feedback": {"budget": budget}}, f)
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+      for i, (labels, ret) in enumerate(evals):
+        f.write(json.dumps({"iteration": i, "oracle/labels": labels,
+                            "eval/true_return": ret}) + "\n")
+        f.write(json.dumps({"iteration": i, "oracle/labels": labels}) + "\n")
+
+
+def test_pebble_figure_normalises_by_true_reward_sac_and_counts_labels(
+    tmp_path):
+  pytest.importorskip("matplotlib")
+  from experiments import plot_pebble  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "pebble")
+  _fake_pebble(workdir, [
+      ("sac", "true", 200, [(0, 100.0), (0, 1000.0)]),
+      ("ppo", "true", 200, [(0, 50.0), (0, 500.0)]),
+      ("sac", "learned", 100, [(10, 300.0), (60, 950.0), (100, 800.0)]),
+      ("ppo", "learned", 100, [(10, 100.0), (100, 400.0)]),
+  ])
+  s = plot_pebble.summarise(plot_pebble.load_members(workdir))
+  assert s["baseline_sac"] == 1000.0
+  assert s["true_ppo"][0] == 0.5
+  rows = {r["algorithm"]: r for r in s["rows"]}
+  assert rows["sac"]["normalised"][0] == 0.8  # final, not best
+  assert rows["sac"]["labels_to_90"][0] == 60 and rows["sac"]["reached"] == 1
+  assert rows["ppo"]["reached"] == 0
+  table = plot_pebble.format_summary(s).splitlines()
+  assert table[-1].split() == ["sac", "100", "1", "0.800", "60", "(1/1)"]
+  assert table[-2].split() == ["ppo", "100", "1", "0.400", "-", "(0/1)"]
+  out = str(tmp_path / "pebble.png")
+  plot_pebble.plot(s, out, "test")
+  with open(out, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"

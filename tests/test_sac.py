@@ -104,18 +104,28 @@ def test_relabel_sets_every_stored_reward_to_the_current_models_value():
       model, rrm_reward.make_optimizer(1e-3, 0.0), jax.random.key(4), 2)
   reward_fn = lambda o, a, n: rrm_reward.learned_reward(
       model, reward_state, o, a, n, 0.5)
-  relabelled = rrm_sac.relabel(replay, buffer, reward_fn)
-  data, valid = rrm_sac.stored_transitions(replay, relabelled)
-  assert int(valid.sum()) == capacity
   kept = jax.tree.map(lambda a, b: jnp.concatenate([a[10:], b]), first,
                       second)
   direct = reward_fn(kept.observation, kept.action, kept.next_observation)
-  np.testing.assert_allclose(data.reward[valid], direct, rtol=1e-6)
   assert not np.allclose(direct, 7.0)
-  # Nothing else changed.
   before, _ = rrm_sac.stored_transitions(replay, buffer)
-  for name in ("observation", "action", "next_observation", "discount"):
-    np.testing.assert_array_equal(getattr(data, name), getattr(before, name))
+  for chunk in (16384, 16, 7):  # one chunk; several, the last overlapping
+    relabelled = rrm_sac.relabel(replay, buffer, reward_fn, chunk=chunk)
+    data, valid = rrm_sac.stored_transitions(replay, relabelled)
+    assert int(valid.sum()) == capacity
+    np.testing.assert_allclose(data.reward[valid], direct, rtol=1e-6)
+    for name in ("observation", "action", "next_observation", "discount"):
+      np.testing.assert_array_equal(getattr(data, name), getattr(before, name))
+  # A young replay: only what it holds is relabelled, the rest is untouched.
+  young = replay.insert(replay.init(jax.random.key_data(jax.random.key(5))),
+                        first)
+  relabelled = rrm_sac.relabel(replay, young, reward_fn, chunk=8)
+  data, valid = rrm_sac.stored_transitions(replay, relabelled)
+  assert int(valid.sum()) == 30
+  np.testing.assert_allclose(
+      data.reward[:30], reward_fn(first.observation, first.action,
+                                  first.next_observation), rtol=1e-6)
+  np.testing.assert_array_equal(data.reward[32:], 0.0)  # rows never written
 
 
 # -- the real iteration -----------------------------------------------------

@@ -16,7 +16,9 @@ iterations (192k env steps), budgets 20 to 200, 5 seeds; `smoke` the
 tests' tiny one. `:<env>:<seeds>` changes the number of seeds.
 
 Members: rl.algorithm x feedback.budget x seed, plus reward.source=true x
-rl.algorithm x seed. The budget changes the label dataset's shape, so each
+rl.algorithm x seed. Learned-reward SAC members pre-train (PEBBLE) for
+max(the config's, 2) iterations; true-reward ones do not (nothing to
+precede). The budget changes the label dataset's shape, so each
 (algorithm, budget) is one work unit whose seeds run in one vmapped
 program. Budgets span 100..1000 labels for the full-size tasks (the
 initial batch is a tenth of the budget, at least 10 -- B-Pref's ratio).
@@ -66,12 +68,16 @@ def get_sweep(arg: str = "walker_walk") -> sweep.SweepDef:
                    if _flat(ppo).get(k) != v}
   members = []
   for algorithm, extra in (("ppo", {}), ("sac", sac_overrides)):
+    learned, true = dict(extra), dict(extra)
+    if algorithm == "sac":  # PEBBLE's pre-training precedes the labels
+      learned["sac.pretrain_iterations"] = max(
+          sac.sac.pretrain_iterations, 2)
+      true["sac.pretrain_iterations"] = 0  # no labels, nothing to precede
     for b in budgets:
-      members += [{**extra, **_budget(b, cpu or smoke), "seed": s}
+      members += [{**learned, **_budget(b, cpu or smoke), "seed": s}
                   for s in range(seeds)]
-    members += [{**extra, "reward.source": "true", "seed": s}
+    members += [{**true, "reward.source": "true", "seed": s}
                 for s in range(seeds)]
-  del algorithm
   return sweep.SweepDef(base=ppo, members=tuple(members))
 
 
