@@ -142,3 +142,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.recursive.level_fractions = ()  # assisted: budget share per level, root first
   c.recursive.helpers = "learned"  # assisted: learned | perfect (ablation)
   return c
+
+
+def shrink_sac_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """The SAC sizes of the envs' CPU-tiny "sac_smoke" variants (tests)."""
+  c.sac.steps_per_iteration = 20
+  c.sac.batch_size = 16
+  c.sac.grad_updates_per_step = 1
+  c.sac.replay_capacity = 256
+  c.sac.min_replay_size = 16
+  c.sac.hidden_layer_sizes = (16,)
+  c.sac.pretrain_iterations = 1
+  c.sac.entropy_k = 3

@@ -77,14 +77,7 @@ def get_locomotion_config(name: str, arg: str = ""):
     c.reward.initial_num_steps = 10
     c.reward.num_steps = 5
   if arg == "sac_smoke":
-    c.sac.steps_per_iteration = 20
-    c.sac.batch_size = 16
-    c.sac.grad_updates_per_step = 1
-    c.sac.replay_capacity = 256
-    c.sac.min_replay_size = 16
-    c.sac.hidden_layer_sizes = (16,)
-    c.sac.pretrain_iterations = 1
-    c.sac.entropy_k = 3
+    base.shrink_sac_for_smoke(c)
   if arg not in ("", "smoke", "sac", "sac_smoke"):
     raise ValueError(f"unknown variant {arg!r}; known: '' (default), "
                      "'smoke', 'sac', 'sac_smoke'")
