@@ -36,15 +36,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import hashlib
 import importlib.metadata
+import logging as logging_std
 import os
 import platform
 import re
 import shutil
+import stat
 import subprocess
+import sys
 import time
+import traceback
 from typing import Any, Callable
 
 from absl import logging
@@ -142,6 +147,7 @@ class Checkpointer:
   def __init__(self, directory: str, max_to_keep: int = 3):
     self.directory = os.path.abspath(directory)
     self.damaged_directory = self.directory + "_damaged"
+    _quiet_orbax_aftermath()
     os.makedirs(self.directory, exist_ok=True)
     # Orbax's own barriers are collectives: enter them together.
     multihost.barrier("checkpoint_manager")
@@ -180,13 +186,14 @@ class Checkpointer:
     self._manager.reload()
 
   def _set_aside_here(self, name: str, why: str) -> None:
+    source = os.path.join(self.directory, name)
     os.makedirs(self.damaged_directory, exist_ok=True)
     target = os.path.join(self.damaged_directory, name)
     if os.path.exists(target):
       target += f".{time.strftime('%Y%m%d_%H%M%S')}"
-    shutil.move(os.path.join(self.directory, name), target)
-    logging.warning("skipping checkpoint %s: %s; moved to %s",
-                    os.path.join(self.directory, name), why, target)
+    target = _move_aside(source, target)
+    logging.warning("skipping checkpoint %s: %s; moved to %s", source, why,
+                    target)
 
   # -- save / restore -----------------------------------------------------
 
@@ -320,6 +327,129 @@ class Checkpointer:
       self._manager.close()
 
 
+_quieted = False
+
+
+def _abandoned_read(unraisable: Any) -> bool:
+  """Whether an unraisable exception is the aftermath of a failed read/write.
+
+  When one array of a damaged checkpoint fails to read (or one write fails
+  on a full disk), Orbax raises at once and closes its event loop while
+  TensorStore still has the other operations in flight; as each of those
+  ends, its completion callback meets the closed loop (`RuntimeError: Event
+  loop is closed`) and its coroutine is collected with its own error:
+  hundreds of tracebacks around the one line that matters (measured: 282 on
+  a damaged inverted_pendulum smoke checkpoint, 456 lines on a full disk).
+  """
+  value = unraisable.exc_value
+  message = str(value)
+  return ((isinstance(value, RuntimeError)
+           and message == "Event loop is closed")
+          or message.startswith("Encountered error while reading array"))
+
+
+class _OrbaxFailureLog(logging_std.Filter):
+  """Drops the error records Orbax's threads write about a failed save.
+
+  On a full disk every failing write is logged by Orbax's save threads
+  (each with a traceback) and by asyncio ("Task exception was never
+  retrieved", one per array): ~420 lines for the smoke state. The failure
+  itself is raised again by `Checkpointer.save` / `wait`, which the host
+  loop reports in one line with the labels it rescued. Orbax's warnings
+  and everything not from Orbax still print.
+  """
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    if record.levelno < logging_std.ERROR:
+      return True
+    if _from_orbax(record.pathname):
+      return False
+    if not record.exc_info or record.exc_info[1] is None:
+      return True
+    # A TensorStore future Orbax abandoned: asyncio reports it with a
+    # traceback through asyncio alone; the error names its TensorStore spec.
+    return not ("tensorstore_spec=" in str(record.exc_info[1]) or any(
+        _from_orbax(frame.filename)
+        for frame in traceback.extract_tb(record.exc_info[2])))
+
+
+def _from_orbax(path: str) -> bool:
+  return f"{os.sep}orbax{os.sep}" in path
+
+
+def _without_abandoned_reads(hook: Callable[[Any], None]
+                             ) -> Callable[[Any], None]:
+  """`hook` (a `sys.unraisablehook`) less the `_abandoned_read` reports."""
+
+  def without(unraisable):
+    if not _abandoned_read(unraisable):
+      hook(unraisable)
+
+  return without
+
+
+def _quiet_orbax_aftermath() -> None:
+  """Installs `_abandoned_read` and `_OrbaxFailureLog`, once per process.
+
+  Process-wide, from the first Checkpointer on: the reports arrive from
+  TensorStore's and Orbax's threads after the call that failed has returned
+  (or, for a background save, before the host loop learns of it), so a
+  scoped filter would miss them. Every other unraisable exception and log
+  record still prints.
+  """
+  global _quieted
+  if _quieted:
+    return
+  _quieted = True
+  sys.unraisablehook = _without_abandoned_reads(sys.unraisablehook)
+  for name in ("absl", "asyncio"):
+    logging_std.getLogger(name).addFilter(_OrbaxFailureLog())
+
+
+def _move_aside(source: str, target: str) -> str:
+  """Renames the step directory `source` to `target`, readable or not.
+
+  Moving a directory to another parent needs write permission on the
+  directory itself (its ".." entry changes), so a step whose mode is 000 (a
+  directory this user cannot read) does not move, and `shutil.move` would
+  fall back to copying what it cannot read. Ours: the mode is lifted for the
+  move and put back after it (the set-aside copy is left as it was found); a
+  directory of another owner gets a sibling name Orbax does not list.
+  Returns where it went; raises CheckpointError, naming the directory, when
+  neither works.
+  """
+  try:
+    os.rename(source, target)
+    return target
+  except OSError as e:
+    if e.errno == errno.EXDEV:  # another filesystem: copy, then delete
+      return shutil.move(source, target)
+    first = e
+  mode = None
+  with contextlib.suppress(OSError):
+    mode = stat.S_IMODE(os.stat(source).st_mode)
+    os.chmod(source, mode | stat.S_IRWXU)
+  try:
+    os.rename(source, target)
+    if mode is not None:
+      os.chmod(target, mode)
+    return target
+  except OSError:
+    if mode is not None:
+      with contextlib.suppress(OSError):
+        os.chmod(source, mode)
+  beside = f"{source}.set_aside.{time.strftime('%Y%m%d_%H%M%S')}"
+  try:
+    os.rename(source, beside)  # same parent: no write on `source` needed
+  except OSError as e:
+    raise CheckpointError(
+        f"checkpoint {source} cannot be read and cannot be moved aside "
+        f"({_describe(first)}; {_describe(e)}): give this user access to it "
+        "or move it out of the checkpoint directory, then launch again"
+    ) from e
+  return beside
+
+
 def _without_empty(tree: Any) -> Any:
   """`tree` with its zero-size leaves replaced by None.
 
@@ -350,6 +480,7 @@ def _describe(e: BaseException) -> str:
   cause = e.__cause__ or e.__context__
   if cause is not None and str(cause) not in text:
     text += f" (caused by {type(cause).__name__}: {cause})"
+  text = " ".join(text.split())  # one line in the log, whatever the library
   return text if len(text) < 600 else text[:600] + " ..."
 
 

@@ -337,8 +337,9 @@ class _Loop:
       try:
         for i, (c, d) in enumerate(zip(self.p.configs, self.dirs)):
           if place is not None:
-            d = os.path.join(place, f"rrm-labels-{stamp}-{os.getpid()}",
-                             os.path.relpath(d, self.workdir))
+            d = os.path.normpath(os.path.join(
+                place, f"rrm-labels-{stamp}-{os.getpid()}",
+                os.path.relpath(d, self.workdir)))
             os.makedirs(d, exist_ok=True)
           rrm_workdir.export_labels(self.p.member(view, i), d, c, self.p.plan)
           written.append(os.path.join(d, "labels.npz"))
@@ -521,6 +522,8 @@ def _run_program(program: Program, workdir: str | None, progress,
         loop.save(loop.start, states)
     else:
       states, it, stopped = _iterate(loop, states, bar, t_start)
+    if loop.checkpointer:
+      loop.wait_for_save()  # the last save failing is reported as any other
     completed = True
   except OSError as e:
     if isinstance(e, rrm_workdir.WorkdirError):
