@@ -1,22 +1,39 @@
 """Golden values: state digests and metrics that no restructuring may change.
 
-Recorded on the code before a restructuring (`RRM_RECORD_GOLDEN=1 pytest
-tests/test_golden.py tests/test_sweep.py::test_golden_sweep
-tests/test_recursive_run.py::test_golden_assisted_depth3` writes
-tests/golden/values.json) and compared bit for bit afterwards: a state's
-SHA-256 over every leaf (rrm.checkpoint.state_digest) after `init` and after
-3 iterations, and every metric of those iterations as float32 bits.
+Recorded on the code before a restructuring and compared bit for bit
+afterwards: a state's SHA-256 over every leaf (rrm.checkpoint.state_digest)
+after `init` and after 3 iterations, and every metric of those iterations as
+float32 bits.
 
-They hold for this machine's kind (x86-64 CPU, the versions pinned in
-setup.py); XLA may pick other kernels on another CPU or version, and then
-every value differs: re-record them there on the commit that recorded these
-before trusting a comparison.
+Bits depend on the machine's kind as well as the code: XLA's CPU kernels
+differ between CPUs (measured: every value differs between the machine that
+recorded the first set and an AVX-512 AMD EPYC, for the old code and the new
+alike), so tests/golden/values.json holds one set per kind of machine, each
+recorded there on the code before the restructuring (commit 72edd36:
+c3b2c9d plus this recorder), and a value passes when it equals that of a
+recorded kind. On a kind of machine with no set the comparison fails with
+the recipe; to add one, on that machine:
+
+  git worktree add /tmp/old 72edd36 && cd /tmp/old
+  sed -i 's/pytest==9.2.0/pytest==9.1.1/' setup.py && make install
+  RRM_RECORD_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py \
+      tests/test_sweep.py::test_golden_sweep \
+      tests/test_recursive_run.py::test_golden_assisted_depth3
+  .venv/bin/python /path/to/rrm/tests/golden/continue_c3b2c9d.py \
+      /path/to/rrm/tests/golden/checkpoint_c3b2c9d
+  # then put that worktree's tests/golden/values.json entries, and the two
+  # digests printed as "checkpoint_c3b2c9d_continued", in this values.json
+  # under "kinds" / this machine's `kind()` / "values"
+
+Never record on the code being checked: that guards nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -27,6 +44,33 @@ from rrm import checkpoint as rrm_checkpoint
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden",
                     "values.json")
 RECORD = os.environ.get("RRM_RECORD_GOLDEN") == "1"
+# The CPU features XLA's code generation and kernels depend on.
+_ISA_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "bmi")
+
+
+def _cpu() -> tuple[str, list[str]]:
+  """This CPU's model name and its ISA flags (from /proc/cpuinfo)."""
+  model, flags = platform.processor() or platform.machine(), []
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+          model = value.strip()
+        elif key.strip() == "flags":
+          flags = sorted(x for x in value.split()
+                         if x.startswith(_ISA_PREFIXES))
+          break
+  except OSError:
+    pass
+  return model, flags
+
+
+def kind() -> str:
+  """This machine's kind: architecture and a hash of its ISA flags."""
+  _, flags = _cpu()
+  h = hashlib.sha256(" ".join(flags).encode()).hexdigest()[:8]
+  return f"{platform.machine()}-{h}"
 
 
 def _bits(v: Any) -> Any:
@@ -49,25 +93,15 @@ def summarise(states: Sequence[Any], metrics: Sequence[Mapping[str, Any]]
   }
 
 
-def _load() -> dict[str, Any]:
+def _kinds() -> dict[str, Any]:
   if not os.path.exists(PATH):
     return {}
   with open(PATH) as f:
-    return json.load(f)
+    return json.load(f)["kinds"]
 
 
-def check(name: str, states: Sequence[Any],
-          metrics: Sequence[Mapping[str, Any]]) -> None:
-  """Asserts `name`'s digests and metrics equal the recorded ones."""
-  now = summarise(states, metrics)
-  if RECORD:
-    values = _load()
-    values[name] = now
-    with open(PATH, "w") as f:
-      json.dump(values, f, indent=1, sort_keys=True)
-    return
-  golden = _load().get(name)
-  assert golden is not None, f"no golden values recorded for {name!r}"
+def _problems(golden: Mapping[str, Any], now: Mapping[str, Any]
+              ) -> list[str]:
   problems = []
   for i, (a, b) in enumerate(zip(golden["digests"], now["digests"])):
     if a != b:
@@ -83,15 +117,65 @@ def check(name: str, states: Sequence[Any],
                         f"{a[k]}")
   if len(golden["metrics"]) != len(now["metrics"]):
     problems.append("number of iterations differs")
-  assert not problems, f"{name}: " + "; ".join(problems[:20])
+  return problems
 
+
+def _record(name: str, now: Mapping[str, Any]) -> None:
+  values = json.load(open(PATH)) if os.path.exists(PATH) else {"kinds": {}}
+  model, flags = _cpu()
+  entry = values["kinds"].setdefault(
+      kind(), {"cpu": model, "isa": flags, "values": {}})
+  entry["values"][name] = now
+  with open(PATH, "w") as f:
+    json.dump(values, f, indent=1, sort_keys=True)
+
+
+def check(name: str, states: Sequence[Any],
+          metrics: Sequence[Mapping[str, Any]]) -> None:
+  """Asserts `name`'s digests and metrics equal a recorded kind's."""
+  check_summary(name, summarise(states, metrics))
+
+
+def check_summary(name: str, now: Mapping[str, Any]) -> None:
+  if RECORD:
+    _record(name, now)
+    return
+  recorded = {k: v["values"][name] for k, v in _kinds().items()
+              if name in v["values"]}
+  assert recorded, f"no golden values recorded for {name!r}"
+  problems = {k: _problems(golden, now) for k, golden in recorded.items()}
+  if any(not p for p in problems.values()):
+    return
+  here = kind()
+  if here in problems:  # this kind is recorded: a real difference
+    raise AssertionError(f"{name} (machine kind {here}): "
+                         + "; ".join(problems[here][:20]))
+  model, flags = _cpu()
+  nearest = min(problems, key=lambda k: len(problems[k]))
+  raise AssertionError(
+      f"{name}: equal to no recorded kind's values, and this machine's kind "
+      f"{here} ({model}; {' '.join(flags)}) has none recorded: XLA may "
+      "compute other bits here. Record this kind's on the old code (the "
+      "recipe in tests/golden_values.py) before trusting the comparison. "
+      f"Against {nearest}: " + "; ".join(problems[nearest][:8]))
 
 
 def metric(name: str, iteration: int, key: str) -> np.ndarray:
   """A recorded metric's values (float32; one per sweep member) at
-  `iteration` (1-based), for tests that compare to rounding, not bits."""
-  values = _load()[name]["metrics"][iteration - 1][key]
+  `iteration` (1-based), for tests that compare to rounding, not bits: this
+  machine kind's, else the first set's (recorded on a machine whose flags
+  were not noted)."""
+  kinds = _kinds()
+  entry = kinds.get(kind()) or next(
+      v for v in kinds.values() if v["isa"] is None)
+  values = entry["values"][name]["metrics"][iteration - 1][key]
   if all(len(v) == 8 for v in values):  # float32 bits (see `_bits`)
     return np.array([int(b, 16) for b in values],
                     np.uint32).view(np.float32)
   return np.array([float(v) for v in values], np.float32)  # integers' repr
+
+
+def recorded_here(name: str) -> Mapping[str, Any] | None:
+  """This machine kind's recorded summary of `name`, if it has one."""
+  entry = _kinds().get(kind())
+  return entry["values"].get(name) if entry else None

@@ -86,9 +86,17 @@ def test_golden_limited_user():
 # the smoke run's state after init + 3 iterations, seed 0.
 OLD_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "golden", "checkpoint_c3b2c9d")
+# Its state's digest (rrm.checkpoint.state_digest), as written.
+WRITTEN_DIGEST = (
+    "e9d2c2ee3757db5675c88b859a8dd4ec7bae2461a81152aa99f023e0c32a5417")
 
 
 def test_checkpoint_from_before_the_restructuring_restores(smoke, tmp_path):
+  """The old code's checkpoint restores with the digest it was written with
+  and continues as the old code continues it: on this machine's kind, as
+  recorded with tests/golden/continue_c3b2c9d.py on the old code; on the
+  kind that wrote it (where the live run reproduces it), as the live run
+  continues."""
   states, _, live = _run_live(smoke)
   if golden_values.RECORD:
     shutil.rmtree(OLD_CHECKPOINT, ignore_errors=True)
@@ -103,10 +111,18 @@ def test_checkpoint_from_before_the_restructuring_restores(smoke, tmp_path):
   step, restored, _ = ckpt.restore_latest(smoke.init)
   ckpt.close()
   assert step == ITERATIONS
-  assert rrm_checkpoint.state_digest(restored) == (
-      rrm_checkpoint.state_digest(states[1]))
-  # It continues as the uninterrupted run does.
+  digest = rrm_checkpoint.state_digest(restored)
+  assert digest == WRITTEN_DIGEST  # also checked by restore, against its own
   a, _ = smoke.iteration(restored)
+  recorded = golden_values.recorded_here("checkpoint_c3b2c9d_continued")
+  if recorded is not None:
+    assert recorded["digests"] == [digest, rrm_checkpoint.state_digest(a)]
+    return
+  # No continuation recorded for this kind: it must be the kind that wrote
+  # the checkpoint, where it continues as the uninterrupted run does.
+  assert rrm_checkpoint.state_digest(states[1]) == digest, (
+      f"machine kind {golden_values.kind()} neither wrote the checkpoint nor "
+      "has its continuation recorded (tests/golden_values.py's recipe)")
   # (The live state, not a host copy: a host copy's committed key array
   # would be another jit cache entry, i.e. a second compile.)
   b, _ = smoke.iteration(live)
