@@ -4,10 +4,10 @@ launchers, the report and relaunches.
 
 Every compiled program here is the smoke config's, vmapped over 4 members
 on one device: compiled once in-process (the `swept` fixture) and loaded from
-the session's compilation cache by the launcher subprocesses. The sharded
-test compiles the 4-device program once in a subprocess (the `launched`
-fixture); the two-process test compiles its programs in both processes (on
-CPU the cache keys hold the process index).
+the session's compilation cache by the launcher subprocesses (the local,
+Slurm and XManager backends), whose members then equal it bit for bit. The
+sharded test runs one unit over 2 processes x 2 devices, which compile
+their programs themselves (on CPU the cache keys hold the process index).
 """
 
 import json
@@ -237,51 +237,40 @@ def _write_sweep_file(path, num_iterations=(1, 2)):
       """))
 
 
-# The launched sweep: one unit of the 4 `MEMBERS`, 2 iterations.
+# The launched unit: the 4 `MEMBERS`, 2 iterations.
 UNIT = "u000_num_iterations=2"
 
 
-@pytest.fixture(scope="session")  # kept: xdist interleaves modules
-def launched(tmp_path_factory):
-  """The local backend's run of `_write_sweep_file`'s two units with 4 host
-  devices (shared by the launcher and multi-process tests)."""
-  tmp_path = tmp_path_factory.mktemp("launched")
+@SWEPT
+def test_local_launcher_runs_a_unit_reports_and_skips_finished(swept,
+                                                               tmp_path):
+  """One unit of the 4 `MEMBERS` (2 iterations) run by the local backend in
+  a worker process on one device: the in-process sweep's program, loaded
+  from the session's compilation cache, so its members equal `swept`'s bit
+  for bit. Then the report (rows, groups, CIs), a relaunch that finds the
+  unit finished and runs nothing, and another sweep refused on the same
+  workdir. (Sharding over devices and processes:
+  test_one_unit_over_two_processes_shards_its_members.)"""
   sweep_file = tmp_path / "grid.py"
   _write_sweep_file(sweep_file, num_iterations=(2,))
   workdir = tmp_path / "sweep"
   cmd = [sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
          f"--workdir={workdir}", "--parallel=1"]
-  env = launcher_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = launcher_env()
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
-  return {"sweep_file": sweep_file, "workdir": workdir, "cmd": cmd,
-          "env": env, "proc": proc}
-
-
-@LAUNCHED
-def test_local_launcher_sharded_unit_reports_and_skips_finished(launched):
-  """One unit of the 4 `MEMBERS` run by the local backend with 4 host
-  devices: the unit's program is sharded one member per device. The sharded
-  members equal the unsharded in-process sweep (its golden values, which
-  `swept` reproduces bit for bit) to float32 rounding, as members equal solo
-  runs (see test_members_equal_their_solo_runs: there the batch is 4 wide,
-  here 1)."""
-  import golden_values  # pylint: disable=g-import-not-at-top
-  sweep_file, workdir = launched["sweep_file"], launched["workdir"]
-  cmd, env, proc = launched["cmd"], launched["env"], launched["proc"]
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   assert os.path.exists(workdir / UNIT / "results.jsonl"), proc.stdout
-  # Sharded (4 devices, launched) vs unsharded (1 device, in-process).
   for j in range(len(MEMBERS)):
     path = workdir / UNIT / "members" / f"{j:03d}" / "metrics.jsonl"
     history = [json.loads(line) for line in open(path)]
     assert [m["iteration"] for m in history] == [1, 2]
     for i, m in enumerate(history):
       for k in COMPARED:
-        want = float(golden_values.metric("sweep_4_members", i + 1, k)[j])
-        got = m[k] if m[k] is not None else float("nan")
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
-                                   err_msg=f"member {j}, iteration {i + 1}, {k}")
+        want = np.float32(swept["history"][i][k][j])
+        got = np.float32(m[k] if m[k] is not None else np.nan)
+        assert got.tobytes() == want.tobytes() or (
+            np.isnan(got) and np.isnan(want)), (j, i + 1, k, got, want)
   rows = [json.loads(line) for line in open(workdir / "results.jsonl")]
   assert [r["unit"] for r in rows] == [UNIT] * 4
   assert [r["iterations"] for r in rows] == [2] * 4
@@ -350,59 +339,66 @@ def _run_processes(cmds, envs, logs, timeout):
 
 
 @LAUNCHED
-def test_one_unit_over_two_processes_equals_one_process(launched, tmp_path):
-  """The unit of `launched` run by 2 processes x 2 host devices
-  (jax.distributed over localhost, Gloo collectives) computes bit for bit
-  what one process with 4 devices computed: each device runs the same
-  per-member program (shard_map, no communication). Process 0 alone writes
-  the files; the checkpoint both wrote (each its shards) restores in one
-  process to the one-process run's state.
+def test_one_unit_over_two_processes_shards_its_members(tmp_path):
+  """The unit of 4 `MEMBERS` run by 2 processes x 2 host devices
+  (jax.distributed over localhost, Gloo collectives), its member axis
+  sharded one member per device: every member equals the unsharded
+  in-process sweep (its golden values, which `swept` reproduces bit for bit)
+  to float32 rounding, as members equal solo runs (see
+  test_members_equal_their_solo_runs: there the batch is 4 wide, here 1).
+  Process 0 alone writes the files; the checkpoint both wrote (each its
+  shards) restores whole in this process (1 device), its digest checked.
 
-  On CPU JAX's persistent cache keys hold the process index, so process 1
-  compiles every program itself (the test's cost: about a minute on 2
-  cores).
+  On CPU JAX's persistent cache keys hold the process index, so each
+  process compiles its programs itself: the test's cost.
   """
-  assert launched["proc"].returncode == 0
-  unit = UNIT
-  sweep_file = tmp_path / "grid.py"  # the launcher test edits its own copy
+  import golden_values  # pylint: disable=g-import-not-at-top
+  sweep_file = tmp_path / "grid.py"
   _write_sweep_file(sweep_file, num_iterations=(2,))
   workdir = tmp_path / "multi"
   port = _free_port()
   cmds = [[sys.executable, "-m", "launch.sweep", f"--sweep={sweep_file}",
-           f"--workdir={workdir}", f"--unit={unit}", "--distributed=on",
+           f"--workdir={workdir}", f"--unit={UNIT}", "--distributed=on",
            f"--coordinator_address=localhost:{port}", "--num_processes=2",
            f"--process_id={i}"] for i in range(2)]
-  env = {**launched["env"],
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = launcher_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
   logs = [tmp_path / f"process{i}.log" for i in range(2)]
-  codes = _run_processes(cmds, [env, env], logs, timeout=600)
+  codes = _run_processes(cmds, [env, env], logs, timeout=900)
   out = [log.read_text() for log in logs]
   assert codes == [0, 0], out[0][-3000:] + out[1][-3000:]
   assert "process 0 of 2, 2 of 4 devices" in out[0]
   assert "process 1 of 2, 2 of 4 devices" in out[1]
-  assert f"unit {unit} done: 4 members" in out[1]
+  assert f"unit {UNIT} done: 4 members" in out[1]
   assert "it 2/2 |" in out[0] and "it 2/2" not in out[1]  # process 0 only
-  one, two = launched["workdir"] / unit, workdir / unit
+  unit = workdir / UNIT
   for j in range(len(MEMBERS)):
-    member = os.path.join("members", f"{j:03d}")
-    rows = [[{k: v for k, v in json.loads(line).items()
-              if not k.startswith("time/")} for line in open(d / member /
-                                                         "metrics.jsonl")]
-            for d in (one, two)]
-    assert rows[0] == rows[1], f"member {j}"
-    labels = [np.load(d / member / "labels.npz") for d in (one, two)]
-    for k in labels[0].files:
-      np.testing.assert_array_equal(labels[0][k], labels[1][k])
-  results = [[{k: v for k, v in json.loads(line).items() if k != "wall_s"}
-              for line in open(d / "results.jsonl")] for d in (one, two)]
-  assert results[0] == results[1]
-  # Saved shard by shard by 2 processes, restored whole by this one (1
-  # device): the one-process run's checkpoint, bit for bit (the digest
-  # recorded at save time is checked by restore).
+    history = [json.loads(line) for line in
+               open(unit / "members" / f"{j:03d}" / "metrics.jsonl")]
+    assert [m["iteration"] for m in history] == [1, 2]
+    for i, m in enumerate(history):
+      for k in COMPARED:
+        want = float(golden_values.metric("sweep_4_members", i + 1, k)[j])
+        got = m[k] if m[k] is not None else float("nan")
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"member {j}, iteration {i + 1}, {k}")
+  rows = [json.loads(line) for line in open(unit / "results.jsonl")]
+  assert [r["member"] for r in rows] == [0, 1, 2, 3]
+  assert [r["diverged"] is not None for r in rows] == [False] * 3 + [True]
+  # Saved shard by shard by 2 processes, restored whole by this one: the
+  # digest recorded at save time is checked by restore; each member's labels
+  # are those process 0 exported.
   sweep = rrm_sweep.make_sweep(_configs())  # its shapes: nothing compiled
-  states = [rrm_checkpoint.Checkpointer(str(d / "checkpoints")).restore(
-      2, lambda _: sweep.init(), sweep.sharding)[0] for d in (one, two)]
-  assert_trees_equal(states[0], states[1])
+  ckpt = rrm_checkpoint.Checkpointer(str(unit / "checkpoints"))
+  states = ckpt.restore(2, lambda _: sweep.init(), sweep.sharding)[0]
+  ckpt.close()
+  assert np.asarray(states.iteration).tolist() == [2] * 4
+  for j in range(len(MEMBERS)):
+    labels = np.load(unit / "members" / f"{j:03d}" / "labels.npz")
+    member = rrm_sweep.member_state(jax.device_get(states), j).labels
+    n = int(member.count)
+    assert labels["label"].shape[0] == n
+    np.testing.assert_array_equal(labels["label"],
+                                  np.asarray(member.label)[:n])
 
 
 def test_cli_refuses_bad_process_flags_before_compiling(tmp_path):
