@@ -27,9 +27,11 @@ every process sees.
 `.npz` (schema in `export_labels`): the most expensive thing a run holds is
 its feedback, and it must outlive any change of code.
 
-Why one module of ~530 lines: the checkpoint and the labels file are the
+Why one module of ~670 lines: the checkpoint and the labels file are the
 two durable formats of a run, and both are read and refused by the same
-rules (layout, digest, what fits the run).
+rules (layout, digest, what fits the run); the faults of reading and writing
+them (a damaged or unreadable step set aside, Orbax's aftermath of a failed
+read or write kept to one line) belong with them.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ episodes, per-step reward in [0, 1]); a diverged (nan) state is their only
 The true reward and the env's reward components (`state.metrics`) travel beside
 the observations; the learner only ever sees observations and actions.
 
-Why one module of ~520 lines: every env rrm trains on and every wrapper
+Why one module of ~560 lines: every env rrm trains on and every wrapper
 between brax and the loop, so a reader finds what the learner and the
 teacher see in one place; the point_hazard task is a third of it.
 """
