@@ -167,9 +167,14 @@ class LogConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReportConfig:
-  """Feedback efficiency: labels spent until eval return >= threshold * baseline."""
+  """Feedback efficiency: labels spent until eval return >= threshold * baseline;
+  the reward-hacking detector (rrm.report.reward_hacking)."""
   baseline_return: float | None  # true-reward baseline's eval return
   threshold: float  # fraction of the baseline (default 0.9)
+  # Iterations per detector window (0: off), and the Mann-Kendall trend
+  # the learned return must reach (and the true return fall below minus).
+  hacking_window: int = 0
+  hacking_threshold: float = 0.6
 
 
 

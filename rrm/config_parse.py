@@ -340,6 +340,10 @@ def _log_config(cd: ml_collections.ConfigDict) -> LogConfig:
   return log
 
 
+# The detector's window when config.report.hacking_window is None.
+DEFAULT_HACKING_WINDOW = 10
+
+
 def _report_config(cd: ml_collections.ConfigDict) -> ReportConfig:
   """The report section (optional)."""
   rp = cd.get("report", ml_collections.ConfigDict(
@@ -351,9 +355,27 @@ def _report_config(cd: ml_collections.ConfigDict) -> ReportConfig:
   threshold = _unit_interval("report.threshold", rp.get("threshold", 0.9))
   if threshold == 0.0:
     _fail("report.threshold", threshold, "must be in (0, 1]")
+  iterations = cd.get("num_iterations")
+  window = rp.get("hacking_window")
+  if window is None:
+    window = (DEFAULT_HACKING_WINDOW if isinstance(iterations, int)
+              and iterations >= DEFAULT_HACKING_WINDOW else 0)
+  elif isinstance(window, bool) or not isinstance(window, int) or (
+      window != 0 and window < 3):
+    _fail("report.hacking_window", window,
+          "must be 0 (off) or an integer >= 3 (iterations per window)")
+  elif isinstance(iterations, int) and window > iterations:
+    _fail("report.hacking_window", window,
+          f"must be at most the run's num_iterations={iterations} (a window "
+          "longer than the run never fills), or 0 (off)")
+  hacking_threshold = _unit_interval("report.hacking_threshold",
+                                     rp.get("hacking_threshold", 0.6))
+  if hacking_threshold == 0.0:
+    _fail("report.hacking_threshold", hacking_threshold, "must be in (0, 1]")
   report = ReportConfig(
       baseline_return=None if baseline is None else float(baseline),
-      threshold=threshold)
+      threshold=threshold, hacking_window=int(window),
+      hacking_threshold=hacking_threshold)
   return report
 
 

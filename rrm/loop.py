@@ -413,8 +413,9 @@ class _Loop:
       self.checkpoint_seconds += time.perf_counter() - t0
 
   def reports(self) -> list[dict[str, Any]]:
-    """Feedback efficiency per member over the whole run (all of
-    metrics.jsonl after a resume), written to report.json."""
+    """Feedback efficiency and the reward-hacking detector per member over
+    the whole run (all of metrics.jsonl after a resume), written to
+    report.json."""
     multihost.barrier("loop_written")  # the others read process 0's files
     out = []
     for i, c in enumerate(self.p.configs):
@@ -423,6 +424,8 @@ class _Loop:
           path) else self.histories[i])
       report = rrm_report.feedback_efficiency(
           history, c.report.baseline_return, c.report.threshold)
+      report["reward_hacking"] = rrm_report.reward_hacking(
+          history, c.report.hacking_window, c.report.hacking_threshold)
       if self.dirs and self.primary:
         with open(os.path.join(self.dirs[i], "report.json"), "w") as f:
           json.dump(report, f, indent=2, sort_keys=True)

@@ -11,12 +11,25 @@
 `baseline_return` is the evaluated true return of a true-reward run of the
 same config (`report.baseline_return`), the reference the paper's question
 "how many labels does it take?" is asked against.
+
+`reward_hacking` (report.json's "reward_hacking"): the iterations at which
+the training rollouts' learned episode return had kept rising over the
+last `window` iterations while their true episode return kept falling
+(rrm.hacking.hacking_flags): the signature of a policy exploiting its
+reward model (Leike et al. 2018, section 4).
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from rrm import hacking
+
+LEARNED = "rollout/learned_episode_return"
+TRUE = "rollout/true_episode_return"
 
 
 def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
@@ -46,3 +59,33 @@ def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
       out["iteration_to_threshold"] = int(m["iteration"])
       break
   return out
+
+
+def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
+                   threshold: float) -> dict[str, Any]:
+  """The detector over a run's iterations (see the module docstring).
+
+  Returns {"window", "threshold", "flagged_iterations", "first_flagged",
+  "learned_trend", "true_trend"} (the trends of the last window), or with
+  "off" naming why nothing was computed: window 0, a true-reward run (its
+  learned return is the true one), or fewer iterations than the window.
+  """
+  rows = [m for m in metrics if "iteration" in m]
+  out: dict[str, Any] = {"window": window, "threshold": threshold,
+                         "flagged_iterations": [], "first_flagged": None,
+                         "learned_trend": None, "true_trend": None}
+  if window == 0:
+    return {**out, "off": "config.report.hacking_window=0"}
+  if not rows or any(m.get(LEARNED) is None for m in rows):
+    return {**out, "off": f"no {LEARNED} (a true-reward run)"}
+  if len(rows) < window:
+    return {**out, "off": f"{len(rows)} iterations, fewer than the window"}
+  value = lambda m, k: (float("nan") if m.get(k) is None else float(m[k]))
+  learned = np.array([value(m, LEARNED) for m in rows])
+  true = np.array([value(m, TRUE) for m in rows])
+  flags = hacking.hacking_flags(learned, true, window, threshold)
+  flagged = [int(m["iteration"]) for m, f in zip(rows, flags) if f]
+  return {**out, "flagged_iterations": flagged,
+          "first_flagged": flagged[0] if flagged else None,
+          "learned_trend": hacking.trend(learned[-window:]),
+          "true_trend": hacking.trend(true[-window:])}

@@ -326,3 +326,22 @@ def test_launcher_takes_a_tree_override_from_the_command_line(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert "no_such_aspect" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_hacking_detector_window_defaults_and_refusals():
+  cd = _smoke()  # a short run: the detector is off by default
+  assert config_parse.from_config_dict(cd).report.hacking_window == 0
+  cd.num_iterations = 30
+  assert config_parse.from_config_dict(cd).report.hacking_window == 10
+  cd.report.hacking_window = 40
+  _expect(cd, "config.report.hacking_window=40",
+          "at most the run's num_iterations=30")
+  cd.report.hacking_window = 2
+  _expect(cd, "config.report.hacking_window=2", "0 (off) or an integer >= 3")
+  cd.report.hacking_window = 5
+  cd.report.hacking_threshold = 0.0
+  _expect(cd, "config.report.hacking_threshold=0.0", "(0, 1]")
+  cd.report.hacking_threshold = 0.8
+  report_config = config_parse.from_config_dict(cd).report
+  assert (report_config.hacking_window, report_config.hacking_threshold) == (
+      5, 0.8)

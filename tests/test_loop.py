@@ -409,3 +409,36 @@ def test_labels_of_a_run_killed_before_its_first_checkpoint_are_kept(
   assert rrm_checkpoint.load_labels(str(root)).size == 1
   assert rrm_checkpoint.load_labels(str(tmp_path / "labels.npz")).size == (
       ITERATIONS)
+
+
+def _hacking_iteration(state):
+  """Learned episode return rising from iteration 3 on, true one falling."""
+  state, metrics = _iteration(state)
+  it = state.iteration.astype(jnp.float32)
+  late = jnp.maximum(it - 2.0, 0.0)
+  return state, {**metrics, "rollout/learned_episode_return": 10.0 * late,
+                 "rollout/true_episode_return": 5.0 - 2.0 * late}
+
+
+def test_report_flags_the_iterations_where_the_learned_return_is_hacked(
+    tmp_path):
+  config = dataclasses.replace(
+      CONFIG, num_iterations=7,
+      report=dataclasses.replace(CONFIG.report, hacking_window=4,
+                                 hacking_threshold=0.6))
+  rrm_loop.run_program(_run_program(config=config,
+                                    iteration=_hacking_iteration),
+                       str(tmp_path), progress=None)
+  got = json.loads((tmp_path / "report.json").read_text())["reward_hacking"]
+  # Windows of 4 ending at iterations 4..7: learned 0,0,10,20 | 0,10,20,30
+  # ...; tau of (0, 0, 10, 20) is 5/6 >= 0.6 and the true one -5/6: every
+  # window from iteration 4 on flags.
+  assert got["flagged_iterations"] == [4, 5, 6, 7] and got["first_flagged"] == 4
+  assert got["learned_trend"] == 1.0 and got["true_trend"] == -1.0
+  assert "off" not in got
+
+
+def test_report_says_why_the_detector_is_off(tmp_path):
+  rrm_loop.run_program(_run_program(), str(tmp_path), progress=None)
+  got = json.loads((tmp_path / "report.json").read_text())["reward_hacking"]
+  assert got["flagged_iterations"] == [] and "off" in got, got

@@ -31,3 +31,31 @@ def test_not_reached_unknown_baseline_and_true_reward_runs():
   true_run = [{"iteration": 1, "eval/true_return": 950.0}]
   r = report.feedback_efficiency(true_run, 1000.0, 0.9)
   assert r["labels_to_threshold"] == 0 and r["labels_spent"] == 0
+
+
+def _rollout(it, learned, true):
+  return {"iteration": it, "rollout/learned_episode_return": learned,
+          "rollout/true_episode_return": true}
+
+
+def test_reward_hacking_flags_learned_up_true_down_windows():
+  # Healthy for 5 iterations (both rise), then learned up, true down.
+  rows = [_rollout(i, float(i), float(i)) for i in range(1, 6)]
+  rows += [_rollout(5 + i, 5.0 + 3 * i, 5.0 - 2 * i) for i in range(1, 6)]
+  r = report.reward_hacking(rows, 4, 0.6)
+  # Window ending at 7: true (4, 5, 3, 1): pairs i<j: 5-4 up, 3-4 down,
+  # 1-4 down, 3-5 down, 1-5 down, 1-3 down: tau = (1 - 5) / 6 = -2/3;
+  # learned rises throughout: tau 1. Ending at 6: true (3, 4, 5, 3): +1/6.
+  assert r["flagged_iterations"] == [7, 8, 9, 10] and r["first_flagged"] == 7
+  assert r["learned_trend"] == 1.0 and r["true_trend"] == -1.0
+  # nan (no completed episode in an iteration) is left out of its windows.
+  rows[7]["rollout/true_episode_return"] = None
+  assert report.reward_hacking(rows, 4, 0.6)["first_flagged"] == 7
+
+
+def test_reward_hacking_off_and_why():
+  rows = [_rollout(i, float(i), -float(i)) for i in range(1, 4)]
+  assert report.reward_hacking(rows, 0, 0.6)["off"].endswith("=0")
+  assert "fewer than the window" in report.reward_hacking(rows, 4, 0.6)["off"]
+  true_run = [{"iteration": 1, "rollout/true_episode_return": 1.0}]
+  assert "true-reward run" in report.reward_hacking(true_run, 3, 0.6)["off"]

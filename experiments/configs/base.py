@@ -124,6 +124,13 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.report = ml_collections.ConfigDict()
   c.report.baseline_return = placeholder(float)
   c.report.threshold = 0.9
+  # Reward hacking (report.json's reward_hacking): iterations whose window
+  # of the last `hacking_window` training rollouts saw the learned episode
+  # return rise (Mann-Kendall trend >= hacking_threshold) while the true one
+  # fell (<= -hacking_threshold). None: 10, or off for runs shorter than
+  # that; 0: off.
+  c.report.hacking_window = placeholder(int)
+  c.report.hacking_threshold = 0.6
 
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
