@@ -10,15 +10,17 @@ axis (rrm.sweep). `run_program` drives it and owns everything on the host:
   iterate   run, evaluate every `eval_every`, write one metrics row per
             member, check each row (non-finite values: a run stops with
             FloatingPointError, a sweep's member is reported as diverged;
-            a task tree must reproduce the env's reward);
+            a task tree must reproduce the env's reward; the reward-hacking
+            detector's hacking/* keys, rrm.report.HackingWatch);
   save      every `checkpoint_every`, at the end and on a stop request: the
             complete state, and every node's labels of every member
             (labels.npz, labels.<node>.npz; rrm.workdir.export_labels);
-  report    feedback efficiency per member (report.json).
+  report    feedback efficiency and reward hacking per member
+            (report.json).
 
 `run(config, workdir)` is a single run through it.
 
-Why one module of ~600 lines: the host loop's parts (resume, rows and
+Why one module of ~620 lines: the host loop's parts (resume, rows and
 checks, saving and what a failed save rescues, the report, the compile
 ahead) share one workdir's state and are read as one sequence; split, a
 reader would follow it across files. `_CompileAhead` is the first piece to
@@ -177,6 +179,7 @@ class _Loop:
     self.save_in_flight = False
     self.checkpoint_seconds = 0.0
     self.histories = [[] for _ in range(program.size)]
+    self.watches = None  # per member: rrm_report.HackingWatch, from rows()
 
   def open(self) -> Any:
     """Opens the workdir; the restored state, or None to start afresh."""
@@ -350,16 +353,30 @@ class _Loop:
 
   def rows(self, metrics, it: int, t_start: float, rates: dict[str, float]
            ) -> list[dict[str, float]]:
-    """One flat row of floats per member, with the host's progress keys."""
+    """One flat row of floats per member, with the host's progress keys and
+    the reward-hacking detector's."""
+    if self.watches is None:
+      self.watches = [self._watch(i) for i in range(self.p.size)]
     out = []
     for i in range(self.p.size):
       row = {k: float(v) for k, v in self.p.member(metrics, i).items()}
+      row.update(self.watches[i].observe(row))
       row.update({"iteration": it,
                   "env_steps": it * self.c0.env_steps_per_iteration,
                   "time/elapsed_s": time.time() - t_start,
                   "time/checkpoint_s": self.checkpoint_seconds, **rates})
       out.append(row)
     return out
+
+  def _watch(self, i: int) -> rrm_report.HackingWatch:
+    """Member i's detector, holding the iterations a resumed run already
+    wrote (metrics.jsonl, truncated to the restored step)."""
+    c = self.p.configs[i]
+    path = os.path.join(self.dirs[i], "metrics.jsonl") if self.dirs else ""
+    past = (rrm_logging.read_metrics(path) if self.start and path
+            and os.path.exists(path) else [])
+    return rrm_report.HackingWatch(c.report.hacking_window,
+                                   c.report.hacking_threshold, past)
 
   def check(self, i: int, row: dict[str, float], it: int, states) -> None:
     """Non-finite values and the tree's fit, for member i's row."""

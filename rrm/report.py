@@ -21,6 +21,7 @@ reward model (Leike et al. 2018, section 4).
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any, Iterable, Mapping
 
@@ -61,6 +62,42 @@ def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
   return out
 
 
+class HackingWatch:
+  """The detector, one iteration at a time (the host loop's metrics rows).
+
+  `observe(row)` takes an iteration's metrics and returns its
+  `hacking/flag` (1 when the window ending there flags), `hacking/
+  learned_trend` and `hacking/true_trend` once `window` iterations are in
+  (nothing before, nothing when off); the same decisions as
+  `reward_hacking` over the whole run. `past`: the rows a resumed run
+  already wrote, so a resume flags as the uninterrupted run does.
+  """
+
+  def __init__(self, window: int, threshold: float,
+               past: Iterable[Mapping[str, Any]] = ()):
+    self.window, self.threshold = window, threshold
+    self.recent = collections.deque(maxlen=max(window, 1))
+    for m in past:
+      self._add(m)
+
+  def _add(self, m: Mapping[str, Any]) -> bool:
+    if LEARNED not in m:  # (None: a resumed run's nan, read back)
+      return False
+    value = lambda k: float("nan") if m.get(k) is None else float(m[k])
+    self.recent.append((value(LEARNED), value(TRUE)))
+    return True
+
+  def observe(self, row: Mapping[str, Any]) -> dict[str, float]:
+    if not self.window or not self._add(row) or (
+        len(self.recent) < self.window):
+      return {}
+    learned, true = (np.array(x) for x in zip(*self.recent))
+    up, down = hacking.trend(learned), hacking.trend(true)
+    return {"hacking/flag": float(up >= self.threshold
+                                  and down <= -self.threshold),
+            "hacking/learned_trend": up, "hacking/true_trend": down}
+
+
 def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
                    threshold: float) -> dict[str, Any]:
   """The detector over a run's iterations (see the module docstring).
@@ -76,7 +113,7 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
                          "learned_trend": None, "true_trend": None}
   if window == 0:
     return {**out, "off": "config.report.hacking_window=0"}
-  if not rows or any(m.get(LEARNED) is None for m in rows):
+  if not rows or any(LEARNED not in m for m in rows):
     return {**out, "off": f"no {LEARNED} (a true-reward run)"}
   if len(rows) < window:
     return {**out, "off": f"{len(rows)} iterations, fewer than the window"}

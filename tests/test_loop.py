@@ -420,22 +420,39 @@ def _hacking_iteration(state):
                  "rollout/true_episode_return": 5.0 - 2.0 * late}
 
 
-def test_report_flags_the_iterations_where_the_learned_return_is_hacked(
-    tmp_path):
-  config = dataclasses.replace(
+def _hacking_config():
+  return dataclasses.replace(
       CONFIG, num_iterations=7,
       report=dataclasses.replace(CONFIG.report, hacking_window=4,
                                  hacking_threshold=0.6))
-  rrm_loop.run_program(_run_program(config=config,
-                                    iteration=_hacking_iteration),
-                       str(tmp_path), progress=None)
-  got = json.loads((tmp_path / "report.json").read_text())["reward_hacking"]
+
+
+def test_report_flags_the_iterations_where_the_learned_return_is_hacked(
+    tmp_path):
+  program = _run_program(config=_hacking_config(),
+                         iteration=_hacking_iteration)
+  rrm_loop.run_program(program, str(tmp_path / "a"), progress=None)
+  got = json.loads((tmp_path / "a" / "report.json").read_text())[
+      "reward_hacking"]
   # Windows of 4 ending at iterations 4..7: learned 0,0,10,20 | 0,10,20,30
   # ...; tau of (0, 0, 10, 20) is 5/6 >= 0.6 and the true one -5/6: every
   # window from iteration 4 on flags.
   assert got["flagged_iterations"] == [4, 5, 6, 7] and got["first_flagged"] == 4
   assert got["learned_trend"] == 1.0 and got["true_trend"] == -1.0
   assert "off" not in got
+  # The same decisions in metrics.jsonl, one iteration at a time.
+  rows = _metrics(tmp_path / "a")
+  assert [m.get("hacking/flag") for m in rows] == [None] * 3 + [1.0] * 4
+  assert rows[3]["hacking/learned_trend"] == pytest.approx(5 / 6)
+  # Stopped after iteration 2 and resumed: the detector's window holds the
+  # iterations written before the stop, and every row is as uninterrupted.
+  asked = iter([None, None, "SIGTERM"])
+  rrm_loop.run_program(program, str(tmp_path / "b"), progress=None,
+                       stop=lambda: next(asked, None))
+  rrm_loop.run_program(program, str(tmp_path / "b"), progress=None)
+  strip = lambda ms: [{k: v for k, v in m.items()
+                       if not k.startswith("time/")} for m in ms]
+  assert strip(_metrics(tmp_path / "b")) == strip(rows)
 
 
 def test_report_says_why_the_detector_is_off(tmp_path):

@@ -1,5 +1,7 @@
 """Feedback efficiency: labels-to-threshold and normalised return."""
 
+import numpy as np
+
 from rrm import report
 
 
@@ -59,3 +61,26 @@ def test_reward_hacking_off_and_why():
   assert "fewer than the window" in report.reward_hacking(rows, 4, 0.6)["off"]
   true_run = [{"iteration": 1, "rollout/true_episode_return": 1.0}]
   assert "true-reward run" in report.reward_hacking(true_run, 3, 0.6)["off"]
+
+
+def test_the_watch_decides_as_the_whole_run_report_also_after_a_resume():
+  rng = np.random.default_rng(3)
+  learned = np.concatenate([np.arange(12.0), 12 + 3 * np.arange(12.0)])
+  true = np.concatenate([np.arange(12.0), 12 - 2 * np.arange(12.0)])
+  rows = [_rollout(i + 1, float(a), float(b)) for i, (a, b) in enumerate(
+      zip(learned + rng.normal(size=24), true + rng.normal(size=24)))]
+  rows[5]["rollout/true_episode_return"] = float("nan")  # no episode ended
+  whole = report.reward_hacking(rows, 6, 0.6)
+  watch = report.HackingWatch(6, 0.6)
+  flags = [watch.observe(m).get("hacking/flag") for m in rows]
+  assert [m["iteration"] for m, f in zip(rows, flags) if f] == (
+      whole["flagged_iterations"]) and whole["flagged_iterations"]
+  assert flags[:5] == [None] * 5  # until the window is full
+  # Resumed after iteration 15: seeded with the rows written (a nan read
+  # back from metrics.jsonl is None).
+  past = [{**m, "rollout/true_episode_return": None} if i == 5 else m
+          for i, m in enumerate(rows[:15])]
+  resumed = report.HackingWatch(6, 0.6, past)
+  assert [resumed.observe(m).get("hacking/flag") for m in rows[15:]] == (
+      flags[15:])
+  assert report.HackingWatch(0, 0.6).observe(rows[0]) == {}
