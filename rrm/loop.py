@@ -15,8 +15,8 @@ axis (rrm.sweep). `run_program` drives it and owns everything on the host:
   save      every `checkpoint_every`, at the end and on a stop request: the
             complete state, and every node's labels of every member
             (labels.npz, labels.<node>.npz; rrm.workdir.export_labels);
-  report    feedback efficiency and reward hacking per member
-            (report.json).
+  report    feedback efficiency, reward hacking and the reward-result gap
+            per member (report.json).
 
 `run(config, workdir)` is a single run through it.
 
@@ -443,6 +443,8 @@ class _Loop:
           history, c.report.baseline_return, c.report.threshold)
       report["reward_hacking"] = rrm_report.reward_hacking(
           history, c.report.hacking_window, c.report.hacking_threshold)
+      report["reward_result_gap"] = rrm_report.reward_result_gap(
+          history, c.report.baseline_aspects)
       if self.dirs and self.primary:
         with open(os.path.join(self.dirs[i], "report.json"), "w") as f:
           json.dump(report, f, indent=2, sort_keys=True)

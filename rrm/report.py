@@ -7,6 +7,9 @@
   final_return          the last evaluation's true return
   normalised_return     final_return / baseline_return
   labels_spent          labels paid for by the end
+  final_aspects         the last evaluation's true return per reward
+                        component (eval/reward_*): a true-reward run's are
+                        the baseline of `reward_result_gap`
 
 `baseline_return` is the evaluated true return of a true-reward run of the
 same config (`report.baseline_return`), the reference the paper's question
@@ -47,6 +50,8 @@ def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
       "normalised_return": None,
       "labels_spent": None,
   }
+  out["final_aspects"] = ({k[len("eval/"):]: v for k, v in sorted(
+      last.items()) if k.startswith("eval/reward_")} if last else {})
   spent = [m["oracle/labels"] for m in metrics if "oracle/labels" in m]
   out["labels_spent"] = int(spent[-1]) if spent else 0
   if baseline_return is None:
@@ -126,3 +131,24 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
           "first_flagged": flagged[0] if flagged else None,
           "learned_trend": hacking.trend(learned[-window:]),
           "true_trend": hacking.trend(true[-window:])}
+
+
+def reward_result_gap(metrics: Iterable[Mapping[str, Any]],
+                      baseline_aspects: Iterable[tuple[str, float]]
+                      ) -> dict[str, dict[str, float | None]]:
+  """Per reward component, the share of the true-reward baseline's final
+  eval return that this run's last evaluation reached (Leike et al. 2018's
+  reward-result gap, per aspect): {component: {"final", "baseline",
+  "share"}}, share = final / baseline (for a cost, a negative component,
+  share > 1 is more cost than the baseline's). Components the run never
+  evaluated have final and share None.
+  """
+  evals = [m for m in metrics if m.get("eval/true_return") is not None]
+  last = evals[-1] if evals else {}
+  out = {}
+  for name, baseline in baseline_aspects:
+    final = last.get(f"eval/{name}")
+    ok = final is not None and math.isfinite(final)
+    out[name] = {"final": final if ok else None, "baseline": baseline,
+                 "share": final / baseline if ok else None}
+  return out

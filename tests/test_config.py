@@ -345,3 +345,20 @@ def test_hacking_detector_window_defaults_and_refusals():
   report_config = config_parse.from_config_dict(cd).report
   assert (report_config.hacking_window, report_config.hacking_threshold) == (
       5, 0.8)
+
+
+def test_baseline_aspects_are_the_envs_components_as_dict_or_json():
+  from experiments.configs import point_hazard  # pylint: disable=g-import-not-at-top
+  cd = point_hazard.get_config("smoke")
+  cd.report.baseline_aspects = '{"reward_goal": -20.5, "reward_ctrl": -3}'
+  assert config_parse.from_config_dict(cd).report.baseline_aspects == (
+      ("reward_ctrl", -3.0), ("reward_goal", -20.5))
+  cd.report.baseline_aspects = {"reward_forward": 1.0}
+  _expect(cd, "config.report.baseline_aspects=", "'reward_forward' not among",
+          "'reward_goal'")
+  cd.report.baseline_aspects = {"reward_goal": 0}
+  _expect(cd, "'reward_goal': 0 must be a finite, non-zero number")
+  cd.report.baseline_aspects = "[1, 2"
+  _expect(cd, "config.report.baseline_aspects='[1, 2'", "not valid JSON")
+  cd.report.baseline_aspects = [1, 2]
+  _expect(cd, "must map reward components")

@@ -457,5 +457,22 @@ def test_report_flags_the_iterations_where_the_learned_return_is_hacked(
 
 def test_report_says_why_the_detector_is_off(tmp_path):
   rrm_loop.run_program(_run_program(), str(tmp_path), progress=None)
-  got = json.loads((tmp_path / "report.json").read_text())["reward_hacking"]
+  report = json.loads((tmp_path / "report.json").read_text())
+  got = report["reward_hacking"]
   assert got["flagged_iterations"] == [] and "off" in got, got
+  assert report["reward_result_gap"] == {} and report["final_aspects"] == {}
+
+
+def test_report_gives_the_reward_result_gap_per_component(tmp_path):
+  config = dataclasses.replace(CONFIG, report=dataclasses.replace(
+      CONFIG.report, baseline_aspects=(("reward_goal", 8.0),)))
+  program = _run_program(config=config)
+  program = program._replace(evaluate=lambda s, it: {
+      "eval/true_return": jnp.float32(it),
+      "eval/reward_goal": jnp.float32(2.0 * it)})
+  rrm_loop.run_program(program, str(tmp_path), progress=None)
+  report = json.loads((tmp_path / "report.json").read_text())
+  # The last evaluation is at iteration 4: reward_goal 8 of the baseline's 8.
+  assert report["reward_result_gap"] == {
+      "reward_goal": {"final": 8.0, "baseline": 8.0, "share": 1.0}}
+  assert report["final_aspects"] == {"reward_goal": 8.0}

@@ -84,3 +84,23 @@ def test_the_watch_decides_as_the_whole_run_report_also_after_a_resume():
   assert [resumed.observe(m).get("hacking/flag") for m in rows[15:]] == (
       flags[15:])
   assert report.HackingWatch(0, 0.6).observe(rows[0]) == {}
+
+
+def test_reward_result_gap_is_the_share_of_the_baseline_per_component():
+  metrics = [{"iteration": 1, "eval/true_return": 10.0,
+              "eval/reward_forward": 100.0, "eval/reward_ctrl": -4.0},
+             {"iteration": 2},
+             {"iteration": 3, "eval/true_return": 20.0,
+              "eval/reward_forward": 300.0, "eval/reward_ctrl": -6.0}]
+  gap = report.reward_result_gap(metrics, (("reward_ctrl", -3.0),
+                                           ("reward_forward", 400.0),
+                                           ("reward_healthy", 50.0)))
+  assert gap["reward_forward"] == {"final": 300.0, "baseline": 400.0,
+                                   "share": 0.75}
+  assert gap["reward_ctrl"]["share"] == 2.0  # twice the baseline's cost
+  assert gap["reward_healthy"] == {"final": None, "baseline": 50.0,
+                                   "share": None}
+  assert report.reward_result_gap(metrics, ()) == {}
+  # A run's own final components: what a baseline run's report offers.
+  assert report.feedback_efficiency(metrics, None, 0.9)["final_aspects"] == {
+      "reward_ctrl": -6.0, "reward_forward": 300.0}

@@ -131,6 +131,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # that; 0: off.
   c.report.hacking_window = placeholder(int)
   c.report.hacking_threshold = 0.6
+  # Reward-result gap (report.json's reward_result_gap): the true-reward
+  # baseline's final eval return per reward component, e.g.
+  # {"reward_forward": 950.0, "reward_ctrl": -40.0} (a true-reward run's
+  # report.json lists them as final_aspects); JSON on the command line.
+  c.report.baseline_aspects = placeholder(object)
 
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
