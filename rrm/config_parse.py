@@ -340,7 +340,8 @@ def _log_config(cd: ml_collections.ConfigDict) -> LogConfig:
   return log
 
 
-# The detector's window when config.report.hacking_window is None.
+# The detector's window when config.report.hacking_window is None (an
+# explicit window longer than the run is refused; this one is not).
 DEFAULT_HACKING_WINDOW = 10
 
 
@@ -359,8 +360,9 @@ def _report_config(cd: ml_collections.ConfigDict, env: EnvConfig
   iterations = cd.get("num_iterations")
   window = rp.get("hacking_window")
   if window is None:
-    window = (DEFAULT_HACKING_WINDOW if isinstance(iterations, int)
-              and iterations >= DEFAULT_HACKING_WINDOW else 0)
+    # Not num_iterations-dependent: a resume may change num_iterations, and
+    # the detector must decide as before (in a shorter run it never fills).
+    window = DEFAULT_HACKING_WINDOW
   elif isinstance(window, bool) or not isinstance(window, int) or (
       window != 0 and window < 3):
     _fail("report.hacking_window", window,

@@ -127,8 +127,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Reward hacking (report.json's reward_hacking): iterations whose window
   # of the last `hacking_window` training rollouts saw the learned episode
   # return rise (Mann-Kendall trend >= hacking_threshold) while the true one
-  # fell (<= -hacking_threshold). None: 10, or off for runs shorter than
-  # that; 0: off.
+  # fell (<= -hacking_threshold). None: 10 (a shorter run never fills it);
+  # 0: off; an explicit window must fit the run.
   c.report.hacking_window = placeholder(int)
   c.report.hacking_threshold = 0.6
   # Reward-result gap (report.json's reward_result_gap): the true-reward
