@@ -40,6 +40,77 @@ def pearson(x: jax.Array, y: jax.Array,
                    jnp.nan)
 
 
+def _ranks(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """0-based ranks of x among the entries where `mask` (ties by index;
+  masked entries rank after them all)."""
+  order = jnp.argsort(jnp.where(mask, x, jnp.inf))
+  return jnp.zeros(x.shape, jnp.float32).at[order].set(
+      jnp.arange(x.shape[0], dtype=jnp.float32))
+
+
+def rank_correlation(x: jax.Array, y: jax.Array,
+                     mask: jax.Array) -> jax.Array:
+  """Spearman's rho of [N] x and y where `mask`: Pearson's on their ranks
+  (ties broken by index); nan when fewer than 2 entries or a side constant."""
+  return pearson(_ranks(x, mask), _ranks(y, mask), mask)
+
+
+def pair_accuracy(learned_a: jax.Array, learned_b: jax.Array,
+                  true_a: jax.Array, true_b: jax.Array,
+                  mask: jax.Array) -> jax.Array:
+  """Share of pairs (where `mask` and the true returns differ) that the
+  learned returns order as the true ones do; nan when there is none."""
+  decided = mask & (true_a != true_b)
+  agree = ((learned_a > learned_b) == (true_a > true_b)) & decided
+  n = jnp.sum(decided)
+  return jnp.where(n > 0, jnp.sum(agree) / jnp.maximum(n, 1), jnp.nan)
+
+
+def agreement_metrics(pool, labels, pool_returns: jax.Array,
+                      labelled_returns: tuple[jax.Array, jax.Array]
+                      ) -> dict[str, jax.Array]:
+  """How well the learned reward orders the segments the policy now visits
+  against those the user labelled: the feedback-distribution shift of
+  Leike et al. 2018 (section 4). One reward model for both (the one this
+  iteration's queries were chosen with).
+
+  Args:
+    pool: the segment pool (recent rollouts' segments: the current policy's
+      distribution).
+    labels: the root's LabelDataset.
+    pool_returns: [M, P] member returns of the pool segments.
+    labelled_returns: ([M, N], [M, N]) member returns of the labelled pairs'
+      first and second segments.
+
+  Returns:
+    reward/{policy,labelled}_rank_correlation (Spearman, learned vs true
+    segment return) and reward/{policy,labelled}_pair_accuracy (pairs
+    ordered as the true returns order them: the pool's segments i and
+    i + P/2; the labelled pairs themselves, against their true returns, not
+    the teacher's possibly noisy labels).
+  """
+  learned = jnp.mean(pool_returns, axis=0)  # [P]
+  true = jnp.sum(pool.segments.true_reward, axis=-1)
+  half = pool.size // 2
+  other = lambda x: jnp.roll(x, -half)
+  first, second = (jnp.mean(r, axis=0) for r in labelled_returns)  # [N]
+  true_first = jnp.sum(labels.first.true_reward, axis=-1)
+  true_second = jnp.sum(labels.second.true_reward, axis=-1)
+  both = jnp.concatenate([labels.mask, labels.mask])
+  return {
+      "reward/policy_rank_correlation": rank_correlation(learned, true,
+                                                         pool.valid),
+      "reward/policy_pair_accuracy": pair_accuracy(
+          learned, other(learned), true, other(true),
+          pool.valid & other(pool.valid)),
+      "reward/labelled_rank_correlation": rank_correlation(
+          jnp.concatenate([first, second]),
+          jnp.concatenate([true_first, true_second]), both),
+      "reward/labelled_pair_accuracy": pair_accuracy(
+          first, second, true_first, true_second, labels.mask),
+  }
+
+
 def all_finite(tree) -> jax.Array:
   """True iff every inexact leaf of `tree` is finite everywhere."""
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)

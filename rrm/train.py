@@ -357,6 +357,10 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
     metrics.update(diagnostics.reward_metrics(  # 8. metrics
         pool, labels, returns, reward_for_rl, true_reward, episodes,
         rrm_reward.label_accuracy(p.model, reward_state, labels, p.heldout)))
+    metrics.update(diagnostics.agreement_metrics(pool, labels, returns, tuple(
+        rrm_reward.member_returns(p.model, state.reward.params,
+                                  state.reward.input_normalizer, side)
+        for side in (labels.first, labels.second))))
     if p.plan.recursive:
       metrics.update(rrm_recursive.recursive_metrics(
           p.plan, pool, returns, values, labels, helper_state, p.helpers,
