@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "tensorboardX==2.6.5",
     # The live progress bar of the host loop (rrm.logging.Progress).
     "tqdm==4.70.1",
+    "matplotlib==3.11.2",  # the run certificate's figures (rrm/certificate.py)
 ]
 
 # DM Control tasks (walker_walk, cheetah_run) from MuJoCo Playground:

@@ -149,6 +149,7 @@ class Checkpointer:
   def __init__(self, directory: str, max_to_keep: int = 3):
     self.directory = os.path.abspath(directory)
     self.damaged_directory = self.directory + "_damaged"
+    self.digests: dict[int, str] = {}  # step -> state_sha256, saved here
     _quiet_orbax_aftermath()
     os.makedirs(self.directory, exist_ok=True)
     # Orbax's own barriers are collectives: enter them together.
@@ -220,6 +221,7 @@ class Checkpointer:
       raise CheckpointError(
           f"saving checkpoint {step} to {self.directory} failed: "
           f"{_describe(e)}") from e
+    self.digests[step] = meta["state_sha256"]  # for the run certificate
 
   def wait(self) -> None:
     """Blocks until pending saves have finished; raises if one failed."""

@@ -178,6 +178,8 @@ class ReportConfig:
   # The true-reward baseline's final eval return per reward component
   # (("reward_forward", 950.0), ...), for the reward-result gap per aspect.
   baseline_aspects: tuple[tuple[str, float], ...] = ()
+  # report.md and its PNG figures beside report.json (rrm.certificate).
+  certificate: bool = True
 
 
 

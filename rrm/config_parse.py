@@ -6,7 +6,7 @@ naming the field, the bad value and what is allowed. The lists of choices
 are the domain modules' own (the algorithms' here: rrm.agent, which builds
 them, imports the RL modules and brax's agents, too much for a parser).
 
-Why one module of ~580 lines: it is the one boundary where a config is
+Why one module of ~590 lines: it is the one boundary where a config is
 checked, one function per section (env, ppo, sac, reward, feedback, oracle,
 recursive) and the cross-field checks after them; splitting the sections
 into modules would scatter the messages a user reads without making any of
@@ -74,6 +74,12 @@ def _nonneg_float(field: str, value: Any, allow_inf: bool = False) -> float:
     _fail(field, value, "must be a non-negative "
           + ("number (inf allowed)" if allow_inf else "finite number"))
   return float(value)
+
+
+def _bool(field: str, value: Any) -> bool:
+  if not isinstance(value, bool):
+    _fail(field, value, "must be True or False")
+  return value
 
 
 def _unit_interval(field: str, value: Any) -> float:
@@ -379,7 +385,8 @@ def _report_config(cd: ml_collections.ConfigDict, env: EnvConfig
       baseline_return=None if baseline is None else float(baseline),
       threshold=threshold, hacking_window=int(window),
       hacking_threshold=hacking_threshold,
-      baseline_aspects=_baseline_aspects(env, rp.get("baseline_aspects")))
+      baseline_aspects=_baseline_aspects(env, rp.get("baseline_aspects")),
+      certificate=_bool("report.certificate", rp.get("certificate", True)))
   return report
 
 

@@ -16,11 +16,12 @@ axis (rrm.sweep). `run_program` drives it and owns everything on the host:
             complete state, and every node's labels of every member
             (labels.npz, labels.<node>.npz; rrm.workdir.export_labels);
   report    feedback efficiency, reward hacking and the reward-result gap
-            per member (report.json).
+            per member (report.json), and the run certificate (report.md
+            with PNG figures, rrm.certificate).
 
 `run(config, workdir)` is a single run through it.
 
-Why one module of ~620 lines: the host loop's parts (resume, rows and
+Why one module of ~640 lines: the host loop's parts (resume, rows and
 checks, saving and what a failed save rescues, the report, the compile
 ahead) share one workdir's state and are read as one sequence; split, a
 reader would follow it across files. `_CompileAhead` is the first piece to
@@ -41,6 +42,7 @@ from typing import Any, Callable, NamedTuple
 from absl import logging
 import jax
 
+from rrm import certificate
 from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import diagnostics
@@ -448,8 +450,25 @@ class _Loop:
       if self.dirs and self.primary:
         with open(os.path.join(self.dirs[i], "report.json"), "w") as f:
           json.dump(report, f, indent=2, sort_keys=True)
+        if c.report.certificate:
+          self._certify(self.dirs[i], history, report, c)
       out.append(report)
     return out
+
+  def _certify(self, directory: str, history, report, config) -> None:
+    """report.md and its figures; a failure to draw is a warning, never the
+    run's end (its labels and report.json are written already)."""
+    step = self.last_saved
+    digest = (self.checkpointer.digests.get(step) if self.checkpointer
+              and step is not None else None)
+    try:
+      certificate.write(directory, history, report,
+                        rrm_config.to_dict(config),
+                        {"step": step, "state_sha256": digest}
+                        if digest else None)
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("could not write the run certificate in %s: %s: %s",
+                      directory, type(e).__name__, e)
 
 
 def _iterate(loop: _Loop, states, bar: rrm_logging.Progress, t_start: float):

@@ -476,3 +476,51 @@ def test_report_gives_the_reward_result_gap_per_component(tmp_path):
   assert report["reward_result_gap"] == {
       "reward_goal": {"final": 8.0, "baseline": 8.0, "share": 1.0}}
   assert report["final_aspects"] == {"reward_goal": 8.0}
+
+
+def test_every_run_writes_a_certificate_with_real_figures(tmp_path):
+  """report.md with the report's numbers, provenance and PNG figures (the
+  reward-result gap's too, with baseline aspects); a sweep member's too."""
+  config = dataclasses.replace(_hacking_config(), report=dataclasses.replace(
+      _hacking_config().report, baseline_aspects=(("reward_goal", 8.0),)))
+  program = _run_program(config=config, iteration=_hacking_iteration)
+  program = program._replace(evaluate=lambda s, it: {
+      "eval/true_return": jnp.float32(it),
+      "eval/reward_goal": jnp.float32(2.0 * it)})
+  rrm_loop.run_program(program, str(tmp_path / "run"), progress=None)
+  md = (tmp_path / "run" / "report.md").read_text()
+  for fragment in ("# Run certificate", "| labels_spent |",
+                   "| reward_hacking.flagged_iterations | `[4, 5, 6, 7]` |",
+                   "| reward_result_gap.reward_goal.share | 1.75 |", "| jax | ",
+                   "config SHA-256", "state SHA-256",
+                   "![certificate_returns.png](certificate_returns.png)",
+                   "![certificate_gap.png](certificate_gap.png)"):
+    assert fragment in md, (fragment, md)
+  for name in ("certificate_returns.png", "certificate_feedback.png",
+               "certificate_gap.png"):
+    data = (tmp_path / "run" / name).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
+  rrm_loop.run_program(_sweep_program(), str(tmp_path / "sweep"),
+                       progress=None)
+  member = tmp_path / "sweep" / "members" / "001"
+  assert (member / "report.md").exists()
+  assert (member / "certificate_feedback.png").read_bytes()[:4] == b"\x89PNG"
+  assert not (member / "certificate_gap.png").exists()  # no baseline aspects
+
+
+def test_a_certificate_that_cannot_be_drawn_is_a_warning(tmp_path,
+                                                         monkeypatch):
+  def broken(*args, **kwargs):
+    raise RuntimeError("no fonts")
+
+  monkeypatch.setattr(rrm_loop.certificate, "write", broken)
+  out = rrm_loop.run_program(_run_program(), str(tmp_path), progress=None)
+  assert out.iteration == ITERATIONS
+  assert (tmp_path / "report.json").exists()
+  assert not (tmp_path / "report.md").exists()
+  config = dataclasses.replace(CONFIG, report=dataclasses.replace(
+      CONFIG.report, certificate=False))
+  monkeypatch.undo()
+  rrm_loop.run_program(_run_program(config=config), str(tmp_path / "off"),
+                       progress=None)
+  assert not (tmp_path / "off" / "report.md").exists()

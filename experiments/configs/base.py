@@ -136,6 +136,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # {"reward_forward": 950.0, "reward_ctrl": -40.0} (a true-reward run's
   # report.json lists them as final_aspects); JSON on the command line.
   c.report.baseline_aspects = placeholder(object)
+  # The run certificate: report.md with PNG figures and provenance beside
+  # report.json, for every run and sweep member (rrm/certificate.py).
+  c.report.certificate = True
 
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over

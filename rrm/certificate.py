@@ -1,0 +1,187 @@
+"""The run certificate: report.md beside report.json, with PNG figures.
+
+Leike et al. 2018 ask for "safety certificates": what a run did, measured
+against the hidden truth, in a form a reader can check. Each run (and each
+sweep member) writes into its directory, at the end of the host loop:
+
+  report.md            the report.json numbers as a table, the figures and
+                       the provenance: rrm version, git revision, package
+                       versions, the config's and the last checkpoint's
+                       SHA-256
+  certificate_returns.png   evaluated true return; the training rollouts'
+                       learned and true episode returns; the iterations the
+                       reward-hacking detector flagged
+  certificate_feedback.png  labels spent (labels-to-threshold marked);
+                       held-out label accuracy and the learned reward's
+                       pair accuracy on the labelled and the policy's
+                       segments
+  certificate_gap.png  with report.baseline_aspects: each reward
+                       component's share of the true-reward baseline's
+
+Not yet in it (the challenges issue's later items): EPIC in runs and unsafe
+events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+FIGURES = ("certificate_returns.png", "certificate_feedback.png",
+           "certificate_gap.png")
+
+
+def _series(history: Sequence[Mapping[str, Any]], key: str
+            ) -> tuple[list[int], list[float]]:
+  its, values = [], []
+  for m in history:
+    v = m.get(key)
+    if v is not None and isinstance(v, (int, float)) and math.isfinite(v):
+      its.append(int(m["iteration"]))
+      values.append(float(v))
+  return its, values
+
+
+def _figures(directory: str, history: Sequence[Mapping[str, Any]],
+             report: Mapping[str, Any]) -> list[str]:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  written = []
+
+  fig, ax = plt.subplots(figsize=(6.4, 3.6))
+  drawn_returns = False
+  for key, label in (("eval/true_return", "eval true return"),
+                     ("rollout/true_episode_return", "rollout true return"),
+                     ("rollout/learned_episode_return",
+                      "rollout learned return")):
+    its, values = _series(history, key)
+    if its:
+      ax.plot(its, values, marker="o" if key.startswith("eval") else None,
+              label=label)
+      drawn_returns = True
+  for it in (report.get("reward_hacking") or {}).get("flagged_iterations",
+                                                     []):
+    ax.axvline(it, color="red", alpha=0.25, linewidth=3)
+  ax.set_xlabel("iteration")
+  ax.set_ylabel("return")
+  ax.set_title("returns (red: reward-hacking detector flags)")
+  if drawn_returns:
+    ax.legend(fontsize="small")
+  fig.tight_layout()
+  written.append(_save(fig, directory, FIGURES[0]))
+  plt.close(fig)
+
+  fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6))
+  its, values = _series(history, "oracle/labels")
+  left.plot(its, values)
+  if report.get("iteration_to_threshold") is not None:
+    left.axvline(report["iteration_to_threshold"], color="green",
+                 linestyle="--", label=f"threshold reached "
+                 f"({report.get('labels_to_threshold')} labels)")
+    left.legend(fontsize="small")
+  left.set_xlabel("iteration")
+  left.set_ylabel("labels spent")
+  drawn = 0
+  for key in ("reward/heldout_accuracy", "reward/labelled_pair_accuracy",
+              "reward/policy_pair_accuracy"):
+    its, values = _series(history, key)
+    if its:
+      right.plot(its, values, label=key.split("/")[1])
+      drawn += 1
+  right.set_ylim(0.0, 1.05)
+  right.set_xlabel("iteration")
+  right.set_ylabel("accuracy")
+  if drawn:
+    right.legend(fontsize="small")
+  else:
+    right.set_title("no learned reward (true-reward run)")
+  fig.tight_layout()
+  written.append(_save(fig, directory, FIGURES[1]))
+  plt.close(fig)
+
+  gap = report.get("reward_result_gap") or {}
+  if gap:
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    names = sorted(gap)
+    shares = [gap[n]["share"] if gap[n]["share"] is not None else 0.0
+              for n in names]
+    ax.bar(names, shares)
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_ylabel("share of the true-reward baseline")
+    ax.set_title("reward-result gap per component")
+    fig.tight_layout()
+    written.append(_save(fig, directory, FIGURES[2]))
+    plt.close(fig)
+  return written
+
+
+def _save(fig, directory: str, name: str) -> str:
+  path = os.path.join(directory, name)
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=80)
+  os.replace(tmp, path)
+  return path
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+  """Nested dicts as sorted (dotted key, value) rows."""
+  rows = []
+  for k in sorted(d):
+    if isinstance(d[k], Mapping) and d[k]:
+      rows += _flat(d[k], f"{prefix}{k}.")
+    else:
+      rows.append((prefix + k, d[k]))
+  return rows
+
+
+def _value(v: Any) -> str:
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  if isinstance(v, (dict, list)):
+    return "`" + json.dumps(v, sort_keys=True)[:200] + "`"
+  return str(v)
+
+
+def write(directory: str, history: Sequence[Mapping[str, Any]],
+          report: Mapping[str, Any], config: Mapping[str, Any],
+          checkpoint: Mapping[str, Any] | None = None) -> list[str]:
+  """Writes report.md and the figures into `directory`; returns the paths.
+
+  Args:
+    directory: the run's (or sweep member's) directory.
+    history: its metrics rows (metrics.jsonl, a resumed run's included).
+    report: its report.json content.
+    config: its config as rrm.config.to_dict gives it.
+    checkpoint: {"step", "state_sha256"} of its last checkpoint, if any.
+  """
+  from rrm import __version__  # pylint: disable=g-import-not-at-top
+  from rrm import checkpoint as rrm_checkpoint  # pylint: disable=g-import-not-at-top
+  written = _figures(directory, history, report)
+  config_sha = hashlib.sha256(json.dumps(
+      config, sort_keys=True, default=str).encode()).hexdigest()
+  lines = ["# Run certificate", "",
+           f"{len(history)} iterations recorded in metrics.jsonl.", "",
+           "| measure | value |", "|---|---|"]
+  for k, v in _flat(report):
+    lines.append(f"| {k} | {_value(v)} |")
+  lines += [""]
+  lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})"
+            for p in written]
+  lines += ["", "## Provenance", "", "| | |", "|---|---|",
+            f"| rrm | {__version__} |",
+            f"| git revision | {rrm_checkpoint.git_revision()} |"]
+  for name, version in sorted(rrm_checkpoint.package_versions().items()):
+    lines.append(f"| {name} | {version} |")
+  lines.append(f"| config SHA-256 | `{config_sha}` |")
+  if checkpoint:
+    lines.append(f"| checkpoint (iteration {checkpoint.get('step')}) "
+                 f"state SHA-256 | `{checkpoint.get('state_sha256')}` |")
+  path = os.path.join(directory, "report.md")
+  with open(path + ".tmp", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  os.replace(path + ".tmp", path)
+  return [path] + written
