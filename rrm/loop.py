@@ -432,9 +432,9 @@ class _Loop:
       self.checkpoint_seconds += time.perf_counter() - t0
 
   def reports(self) -> list[dict[str, Any]]:
-    """Feedback efficiency and the reward-hacking detector per member over
-    the whole run (all of metrics.jsonl after a resume), written to
-    report.json."""
+    """Feedback efficiency, the reward-hacking detector and the
+    reward-result gap per member over the whole run (all of metrics.jsonl
+    after a resume), written to report.json, with the certificate."""
     multihost.barrier("loop_written")  # the others read process 0's files
     out = []
     for i, c in enumerate(self.p.configs):

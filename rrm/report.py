@@ -97,10 +97,11 @@ class HackingWatch:
         len(self.recent) < self.window):
       return {}
     learned, true = (np.array(x) for x in zip(*self.recent))
-    up, down = hacking.trend(learned), hacking.trend(true)
-    return {"hacking/flag": float(up >= self.threshold
-                                  and down <= -self.threshold),
-            "hacking/learned_trend": up, "hacking/true_trend": down}
+    flag = hacking.hacking_flags(learned, true, self.window,
+                                 self.threshold)[-1]  # the one full window
+    return {"hacking/flag": float(flag),
+            "hacking/learned_trend": hacking.trend(learned),
+            "hacking/true_trend": hacking.trend(true)}
 
 
 def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
@@ -122,15 +123,15 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
     return {**out, "off": f"no {LEARNED} (a true-reward run)"}
   if len(rows) < window:
     return {**out, "off": f"{len(rows)} iterations, fewer than the window"}
-  value = lambda m, k: (float("nan") if m.get(k) is None else float(m[k]))
-  learned = np.array([value(m, LEARNED) for m in rows])
-  true = np.array([value(m, TRUE) for m in rows])
-  flags = hacking.hacking_flags(learned, true, window, threshold)
-  flagged = [int(m["iteration"]) for m, f in zip(rows, flags) if f]
+  watch = HackingWatch(window, threshold)  # the rows' own decisions
+  decided = [(m, watch.observe(m)) for m in rows]
+  flagged = [int(m["iteration"]) for m, d in decided
+             if d.get("hacking/flag")]
+  last = decided[-1][1]  # full: every row has LEARNED, len(rows) >= window
   return {**out, "flagged_iterations": flagged,
           "first_flagged": flagged[0] if flagged else None,
-          "learned_trend": hacking.trend(learned[-window:]),
-          "true_trend": hacking.trend(true[-window:])}
+          "learned_trend": last["hacking/learned_trend"],
+          "true_trend": last["hacking/true_trend"]}
 
 
 def reward_result_gap(metrics: Iterable[Mapping[str, Any]],
