@@ -163,6 +163,8 @@ class OracleConfig:
 class LogConfig:
   tensorboard: bool
   print_every: int
+  wandb: str = "off"  # "off" | "offline" | "online" (rrm.logging)
+  wandb_project: str = "rrm"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ naming the field, the bad value and what is allowed. The lists of choices
 are the domain modules' own (the algorithms' here: rrm.agent, which builds
 them, imports the RL modules and brax's agents, too much for a parser).
 
-Why one module of ~590 lines: it is the one boundary where a config is
+Why one module of ~600 lines: it is the one boundary where a config is
 checked, one function per section (env, ppo, sac, reward, feedback, oracle,
 recursive) and the cross-field checks after them; splitting the sections
 into modules would scatter the messages a user reads without making any of
@@ -15,6 +15,7 @@ them shorter.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from typing import Any, Mapping, Sequence
@@ -23,6 +24,7 @@ import ml_collections
 
 from rrm import envs as rrm_envs
 from rrm import feedback as rrm_feedback
+from rrm import logging as rrm_logging
 from rrm import oracle as rrm_oracle
 from rrm import queries as rrm_queries
 from rrm import recursive as rrm_recursive
@@ -341,8 +343,16 @@ def _log_config(cd: ml_collections.ConfigDict) -> LogConfig:
   """The log section (optional)."""
   lg = cd.get("log", ml_collections.ConfigDict(
       {"tensorboard": False, "print_every": 1}))
+  mode = _choice("log.wandb", lg.get("wandb", "off"), rrm_logging.WANDB_MODES)
+  if mode != "off" and importlib.util.find_spec("wandb") is None:
+    _fail("log.wandb", mode, "needs the wandb package: pip install -e "
+          "'.[wandb]'")
+  project = lg.get("wandb_project", "rrm")
+  if not isinstance(project, str) or not project.strip():
+    _fail("log.wandb_project", project, "must be a non-empty string")
   log = LogConfig(tensorboard=bool(lg.tensorboard),
-                  print_every=_positive_int("log.print_every", lg.print_every))
+                  print_every=_positive_int("log.print_every", lg.print_every),
+                  wandb=mode, wandb_project=project)
   return log
 
 

@@ -1,4 +1,12 @@
-"""Metric writers: JSONL always, TensorBoard optionally; progress reporting.
+"""Metric writers: JSONL always, TensorBoard and W&B optionally; progress.
+
+Weights & Biases (`log.wandb="offline"` or `"online"`, the `[wandb]` extra):
+one W&B run per workdir (per sweep member), its id derived from the
+workdir's real path, so a resumed run continues the same W&B run; files go
+to `workdir/wandb`. Offline mode needs no server or account (`wandb sync
+DIR/wandb/offline-run-*` uploads later). The W&B step is the iteration: a
+resumed run re-logs the iterations after its checkpoint with the same values
+(resume is exact), and W&B keeps the first copy of each step.
 
 `Progress` reports what the host loop is really doing: the first iteration
 after `start()` (which includes XLA's compile) is reported on its own, and the
@@ -9,6 +17,7 @@ so one 30 s compile does not turn a 1 s/iteration loop into a wrong ETA.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import math
 import os
@@ -25,30 +34,66 @@ def _json_value(v: Any) -> Any:
   return v
 
 
-class MetricWriter:
-  """Appends one JSON object per iteration to `workdir/metrics.jsonl`."""
+WANDB_MODES = ("off", "offline", "online")
 
-  def __init__(self, workdir: str, tensorboard: bool = False):
+
+def wandb_run_id(workdir: str) -> str:
+  """The W&B run id of a workdir: stable across resumes of the same path."""
+  path = os.path.realpath(workdir)
+  return "rrm-" + hashlib.sha256(path.encode()).hexdigest()[:16]
+
+
+def _wandb_run(workdir: str, mode: str, project: str,
+               config: Mapping[str, Any] | None):
+  import wandb  # pylint: disable=g-import-not-at-top
+  return wandb.init(
+      project=project, dir=workdir, mode=mode, id=wandb_run_id(workdir),
+      resume="allow", name=os.path.basename(os.path.realpath(workdir)),
+      config=dict(config or {}), reinit="create_new",
+      # The progress line owns the terminal: no console capture, no banner.
+      settings=wandb.Settings(console="off", silent=True))
+
+
+class MetricWriter:
+  """Appends one JSON object per iteration to `workdir/metrics.jsonl`, and
+  the finite numbers among them to TensorBoard and W&B where enabled."""
+
+  def __init__(self, workdir: str, tensorboard: bool = False,
+               wandb_mode: str = "off", wandb_project: str = "rrm",
+               config: Mapping[str, Any] | None = None):
+    if wandb_mode not in WANDB_MODES:
+      raise ValueError(f"log.wandb={wandb_mode!r}: must be one of "
+                       f"{', '.join(WANDB_MODES)}")
     self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._wandb = None
+    if wandb_mode != "off":
+      self._wandb = _wandb_run(workdir, wandb_mode, wandb_project, config)
 
   def write(self, metrics: Mapping[str, Any]) -> None:
     self._file.write(json.dumps({k: _json_value(v) for k, v in
                                  metrics.items()}, sort_keys=True) + "\n")
     self._file.flush()
+    numbers = {k: v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and math.isfinite(v)}
     if self._tb is not None:
       step = int(metrics.get("env_steps", metrics.get("iteration", 0)))
-      for k, v in metrics.items():
-        if isinstance(v, (int, float)) and math.isfinite(v):
-          self._tb.add_scalar(k, v, step)
+      for k, v in numbers.items():
+        self._tb.add_scalar(k, v, step)
+    if self._wandb is not None:
+      self._wandb.log(numbers, step=int(metrics.get("iteration", 0)))
 
   def close(self) -> None:
     self._file.close()
     if self._tb is not None:
       self._tb.close()
+    if self._wandb is not None:
+      self._wandb.finish()
+      self._wandb = None
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:

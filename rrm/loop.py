@@ -262,7 +262,8 @@ class _Loop:
         with open(os.path.join(d, "config.json"), "w") as f:
           json.dump(rrm_config.to_dict(c), f, indent=2, sort_keys=True)
       self.writers.append(rrm_logging.MetricWriter(
-          d, tensorboard=self.c0.log.tensorboard))
+          d, tensorboard=c.log.tensorboard, wandb_mode=c.log.wandb,
+          wandb_project=c.log.wandb_project, config=rrm_config.to_dict(c)))
 
   def export_labels(self, host_view) -> None:
     """Writes every member's labels (every node's) from a host view."""

@@ -242,7 +242,7 @@ def discard_run(workdir: str) -> str | None:
     path = _set_aside(workdir, name, tag)
     if name == "labels.npz":
       kept = path
-  for name in ("checkpoints", "checkpoints_damaged", "tensorboard"):
+  for name in ("checkpoints", "checkpoints_damaged", "tensorboard", "wandb"):
     shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
   for name in ("metrics.jsonl", "config.json"):
     if os.path.exists(os.path.join(workdir, name)):

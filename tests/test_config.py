@@ -49,6 +49,8 @@ def test_shipped_configs_are_valid(module, variant):
     ("oracle.gamma", -0.1, "in [0, 1]"),
     ("ppo.discounting", 1.5, "[0, 1]"),
     ("feedback.query_selector", "psychic", "allowed values are"),
+    ("log.wandb", "cloud", "allowed values are 'off', 'offline', 'online'"),
+    ("log.wandb_project", "", "non-empty string"),
 ])
 def test_single_field_errors_name_field_value_and_allowed(field, value,
                                                           message):

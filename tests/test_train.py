@@ -3,6 +3,7 @@
 The smoke `Train` (conftest) is compiled once per session: CPU compiles dominate.
 """
 
+import dataclasses
 import json
 import os
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import assert_trees_equal
 from conftest import fast_compile
 from conftest import launcher_env
+import test_logging
 
 from experiments.configs import inverted_pendulum
 from rrm import config_parse
@@ -61,9 +63,11 @@ def test_label_budget_is_spent_exactly_and_labels_are_kept(smoke):
 
 
 def test_host_loop_writes_metrics(smoke, tmp_path):
-  """Through the host loop: metrics.jsonl has every iteration and key."""
-  result = rrm_loop.run(smoke.config, str(tmp_path), progress=None,
-                         train=smoke)
+  """Through the host loop: metrics.jsonl has every iteration and key, and
+  an offline W&B run the same finite numbers at step = iteration."""
+  config = dataclasses.replace(smoke.config, log=dataclasses.replace(
+      smoke.config.log, wandb="offline"))
+  result = rrm_loop.run(config, str(tmp_path), progress=None, train=smoke)
   hist = result["metrics"]
   lines = [json.loads(l) for l in open(os.path.join(tmp_path,
                                                     "metrics.jsonl"))]
@@ -75,6 +79,12 @@ def test_host_loop_writes_metrics(smoke, tmp_path):
               "time/steps_per_s", "ppo/kl"):
     assert key in lines[0], key
   assert all(np.isfinite(m["ppo/kl"]) and m["ppo/kl"] > 0 for m in hist)
+  history = test_logging.wandb_history(tmp_path)
+  assert sorted(history) == [l["iteration"] for l in lines]
+  for l in lines:
+    numbers = {k: v for k, v in l.items() if isinstance(v, (int, float))
+               and not isinstance(v, bool) and v is not None}
+    assert history[l["iteration"]] == pytest.approx(numbers, rel=1e-6), l
   report = json.load(open(os.path.join(tmp_path, "report.json")))
   assert report["labels_spent"] == smoke.config.feedback.budget
   assert report["final_return"] == lines[-1]["eval/true_return"]

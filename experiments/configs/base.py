@@ -117,6 +117,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.log = ml_collections.ConfigDict()
   c.log.tensorboard = False  # also write TensorBoard events
   c.log.print_every = 1  # iterations between progress lines
+  # Weights & Biases: "off", "offline" (no server; `wandb sync` later) or
+  # "online"; the [wandb] extra. One W&B run per workdir (rrm.logging).
+  c.log.wandb = "off"
+  c.log.wandb_project = "rrm"
 
   # Feedback efficiency (report.json, the launcher's summary): labels spent
   # when the evaluated true return first reaches threshold * baseline_return,
