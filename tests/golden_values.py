@@ -12,7 +12,8 @@ alike), so tests/golden/values.json holds one set per kind of machine, each
 recorded there on the code before the restructuring (commit 72edd36:
 c3b2c9d plus this recorder), and a value passes when it equals that of a
 recorded kind. Kinds whose float ISA (`_FLOAT_ISA`) is the same share a
-set. On a kind of machine with neither the comparison fails with the recipe; to add one, on that machine:
+set. On a kind of machine with neither, the comparison fails with the
+recipe; to add one, on that machine:
 
   git worktree add /tmp/old 72edd36 && cd /tmp/old
   sed -i 's/pytest==9.2.0/pytest==9.1.1/' setup.py && make install
