@@ -96,6 +96,19 @@ class MetricWriter:
       self._wandb = None
 
 
+def flush_wandb() -> None:
+  """Waits until W&B's service has written every finished run to disk.
+
+  `run.finish()` returns once the run's exit is acknowledged; the service
+  closes the run's transaction log (`run-*.wandb`) afterwards, so a reader
+  straight after `finish` (`wandb sync`, a test) may miss the last rows.
+  Tearing the service down closes every log; a later `wandb.init` starts a
+  new service. A no-op where W&B was never imported."""
+  wandb = sys.modules.get("wandb")
+  if wandb is not None:
+    wandb.teardown()
+
+
 def read_metrics(path: str) -> list[dict[str, Any]]:
   """The rows of a metrics.jsonl; a line cut short (a kill while writing it)
   is not a row."""

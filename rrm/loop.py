@@ -421,6 +421,8 @@ class _Loop:
   def close(self, completed: bool) -> None:
     for w in self.writers:
       w.close()
+    if any(c.log.wandb != "off" for c in self.p.configs) and self.writers:
+      rrm_logging.flush_wandb()
     if self.checkpointer:
       t0 = time.perf_counter()
       try:

@@ -280,6 +280,7 @@ def wandb_history(workdir):
   import glob  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   from wandb.proto import wandb_internal_pb2  # pylint: disable=g-import-not-at-top
+  rrm_logging.flush_wandb()  # finish() returns before the log is closed
   files = glob.glob(f"{workdir}/wandb/offline-run-*/run-*.wandb")
   history = {}
   for path in sorted(files):
