@@ -32,6 +32,7 @@ from rrm import envs as rrm_envs
 from rrm import ppo as rrm_ppo
 from rrm import rollout
 from rrm import sac as rrm_sac
+from rrm import safety as rrm_safety
 from rrm import state as rrm_state
 
 
@@ -77,6 +78,7 @@ def make_ppo_agent(config: rrm_config.TrainConfig, envs: rrm_envs.Envs,
   update = rrm_ppo.make_ppo_update(config.ppo, networks)
   make_policy = ppo_networks.make_inference_fn(networks)
   steps = config.steps_per_env_per_iteration
+  unsafe = rrm_safety.make_unsafe(config.env)
 
   def init(key):
     return rrm_ppo.init_policy(networks, optimizer, envs.observation_size, key)
@@ -86,7 +88,7 @@ def make_ppo_agent(config: rrm_config.TrainConfig, envs: rrm_envs.Envs,
     del iteration
     policy = make_policy(rrm_ppo.inference_params(policy_state))
     env_state, data = rollout.collect(envs.train, env_state, policy,
-                                      keys.rollout, steps, recursive)
+                                      keys.rollout, steps, recursive, unsafe)
     reward = data.reward if reward_fn is None else reward_fn(
         data.observation, data.action, rollout.outcome(data))
     policy_state, metrics = update(
@@ -109,7 +111,8 @@ def make_sac_agent(config: rrm_config.TrainConfig, envs: rrm_envs.Envs,
   fields = (rollout.RECURSIVE_EXTRA_FIELDS if recursive
             else rollout.EXTRA_FIELDS)
   sac_learn = rrm_sac.make_learn(sc, networks, replay, envs.train, act_size,
-                                 config.steps_per_env_per_iteration, fields)
+                                 config.steps_per_env_per_iteration, fields,
+                                 rrm_safety.make_unsafe(config.env))
   prefill = rrm_sac.make_prefill(
       replay, networks, envs.train,
       -(-sc.min_replay_size // config.env.num_envs), fields)

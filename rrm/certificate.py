@@ -17,9 +17,10 @@ sweep member) writes into its directory, at the end of the host loop:
                        segments
   certificate_gap.png  with report.baseline_aspects: each reward
                        component's share of the true-reward baseline's
+  certificate_unsafe.png  unsafe events in the training rollouts
+                       (rrm.safety): per iteration and cumulative
 
-Not yet in it (the challenges issue's later items): EPIC in runs and unsafe
-events.
+Not yet in it (the challenges issue's later items): EPIC in runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 FIGURES = ("certificate_returns.png", "certificate_feedback.png",
-           "certificate_gap.png")
+           "certificate_gap.png", "certificate_unsafe.png")
 
 
 def _series(history: Sequence[Mapping[str, Any]], key: str
@@ -115,6 +116,22 @@ def _figures(directory: str, history: Sequence[Mapping[str, Any]],
     ax.set_title("reward-result gap per component")
     fig.tight_layout()
     written.append(_save(fig, directory, FIGURES[2]))
+    plt.close(fig)
+
+  unsafe = report.get("unacceptable_outcomes") or {}
+  its, values = _series(history, "safety/unsafe_events")
+  if its and unsafe.get("total") is not None:
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.bar(its, values, color="tab:red", alpha=0.5, label="per iteration")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(f"{unsafe.get('event')} events")
+    twin = ax.twinx()
+    twin.plot(its, _series(history, "safety/unsafe_events_total")[1],
+              color="black", label="cumulative")
+    twin.set_ylabel("cumulative")
+    ax.set_title(f"unsafe events in training ({unsafe['total']} in all)")
+    fig.tight_layout()
+    written.append(_save(fig, directory, FIGURES[3]))
     plt.close(fig)
   return written
 

@@ -52,6 +52,7 @@ class EnvConfig:
   num_envs: int
   num_eval_envs: int
   kwargs: Mapping[str, Any]
+  unsafe_event: str = "auto"  # rrm.safety.EVENTS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ from rrm import oracle as rrm_oracle
 from rrm import queries as rrm_queries
 from rrm import recursive as rrm_recursive
 from rrm import reward as rrm_reward
+from rrm import safety as rrm_safety
 from rrm.config import ConfigError
 from rrm.config import EnvConfig
 from rrm.config import FeedbackConfig
@@ -170,9 +171,13 @@ def _env_config(cd: ml_collections.ConfigDict) -> EnvConfig:
       num_envs=_positive_int("env.num_envs", e.num_envs),
       num_eval_envs=_positive_int("env.num_eval_envs", e.num_eval_envs),
       kwargs=dict(e.get("kwargs", {}) or {}),
+      unsafe_event=e.get("unsafe_event", "auto"),
   )
   if not math.isfinite(env.failure_reward):
     _fail("env.failure_reward", env.failure_reward, "must be finite")
+  problem = rrm_safety.check(env)
+  if problem:
+    _fail("env.unsafe_event", env.unsafe_event, problem)
   return env
 
 

@@ -120,8 +120,12 @@ def all_finite(tree) -> jax.Array:
 
 def rollout_metrics(data: brax_types.Transition,
                     episodes: rrm_state.EpisodeStats) -> dict[str, jax.Array]:
-  """The training rollout's true reward and how much of it diverged."""
-  return {
+  """The training rollout's true reward, how much of it diverged and its
+  unsafe events (rrm.safety: `safety/unsafe_events`, the count)."""
+  unsafe = rollout.unsafe_events(data)
+  counted = {} if unsafe is None else {
+      "safety/unsafe_events": jnp.sum(unsafe)}
+  return {**counted,
       "rollout/nonfinite_fraction": jnp.mean(jnp.logical_not(
           jnp.all(jnp.isfinite(rollout.outcome(data)), axis=-1))),
       "rollout/true_reward": jnp.mean(data.reward),

@@ -294,6 +294,11 @@ class PointHazard(brax_base.Env):
         "reward_ctrl": -self._ctrl_cost * jnp.sum(jnp.square(action)),
     }
 
+  def in_hazard(self, obs: jax.Array) -> jax.Array:
+    """[...] whether observations [..., 4] lie inside the hazard disc."""
+    return jnp.linalg.norm(obs[..., :2] - self._hazard_center,
+                           axis=-1) < self._hazard_radius
+
   def reset(self, rng: jax.Array) -> brax_base.State:
     pos = self._start + self._start_noise * jax.random.normal(rng, (2,))
     vel = jnp.zeros((2,))

@@ -50,6 +50,7 @@ from rrm import logging as rrm_logging
 from rrm import multihost
 from rrm import recursive as rrm_recursive
 from rrm import report as rrm_report
+from rrm import safety as rrm_safety
 from rrm import state as rrm_state
 from rrm import train as rrm_train
 from rrm import workdir as rrm_workdir
@@ -57,6 +58,7 @@ from rrm import workdir as rrm_workdir
 # Largest relative error of the tree's root against the env's reward that is
 # float rounding (sums of float32 components in another order).
 TREE_TOLERANCE = 1e-4
+UNSAFE = rrm_report.UNSAFE  # an iteration's unsafe events (rrm.safety)
 
 
 class Program(NamedTuple):
@@ -182,6 +184,7 @@ class _Loop:
     self.checkpoint_seconds = 0.0
     self.histories = [[] for _ in range(program.size)]
     self.watches = None  # per member: rrm_report.HackingWatch, from rows()
+    self.unsafe_totals = None  # per member: unsafe events so far, from rows()
 
   def open(self) -> Any:
     """Opens the workdir; the restored state, or None to start afresh."""
@@ -356,14 +359,21 @@ class _Loop:
 
   def rows(self, metrics, it: int, t_start: float, rates: dict[str, float]
            ) -> list[dict[str, float]]:
-    """One flat row of floats per member, with the host's progress keys and
-    the reward-hacking detector's."""
+    """One flat row of floats per member, with the host's progress keys,
+    the reward-hacking detector's and the cumulative unsafe events."""
     if self.watches is None:
-      self.watches = [self._watch(i) for i in range(self.p.size)]
+      pasts = [self._past(i) for i in range(self.p.size)]
+      self.watches = [rrm_report.HackingWatch(
+          c.report.hacking_window, c.report.hacking_threshold, past)
+                      for c, past in zip(self.p.configs, pasts)]
+      self.unsafe_totals = [rrm_report.unsafe_total(past) for past in pasts]
     out = []
     for i in range(self.p.size):
       row = {k: float(v) for k, v in self.p.member(metrics, i).items()}
       row.update(self.watches[i].observe(row))
+      if UNSAFE in row:
+        self.unsafe_totals[i] += row[UNSAFE]
+        row[UNSAFE + "_total"] = self.unsafe_totals[i]
       row.update({"iteration": it,
                   "env_steps": it * self.c0.env_steps_per_iteration,
                   "time/elapsed_s": time.time() - t_start,
@@ -371,15 +381,13 @@ class _Loop:
       out.append(row)
     return out
 
-  def _watch(self, i: int) -> rrm_report.HackingWatch:
-    """Member i's detector, holding the iterations a resumed run already
-    wrote (metrics.jsonl, truncated to the restored step)."""
-    c = self.p.configs[i]
+  def _past(self, i: int) -> list[dict[str, Any]]:
+    """The rows member i's resumed run already wrote (metrics.jsonl,
+    truncated to the restored step): the detector and the cumulative
+    counts go on from them as the uninterrupted run's would."""
     path = os.path.join(self.dirs[i], "metrics.jsonl") if self.dirs else ""
-    past = (rrm_logging.read_metrics(path) if self.start and path
+    return (rrm_logging.read_metrics(path) if self.start and path
             and os.path.exists(path) else [])
-    return rrm_report.HackingWatch(c.report.hacking_window,
-                                   c.report.hacking_threshold, past)
 
   def check(self, i: int, row: dict[str, float], it: int, states) -> None:
     """Non-finite values and the tree's fit, for member i's row."""
@@ -450,6 +458,8 @@ class _Loop:
           history, c.report.hacking_window, c.report.hacking_threshold)
       report["reward_result_gap"] = rrm_report.reward_result_gap(
           history, c.report.baseline_aspects)
+      report["unacceptable_outcomes"] = rrm_report.unacceptable_outcomes(
+          history, rrm_safety.event_name(c.env))
       if self.dirs and self.primary:
         with open(os.path.join(self.dirs[i], "report.json"), "w") as f:
           json.dump(report, f, indent=2, sort_keys=True)

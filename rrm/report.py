@@ -11,6 +11,11 @@
                         component (eval/reward_*): a true-reward run's are
                         the baseline of `reward_result_gap`
 
+`unacceptable_outcomes` (report.json's "unacceptable_outcomes"): the
+unsafe events (rrm.safety, `env.unsafe_event`) the training rollouts
+caused over the whole run: total, per 1000 env steps, how many iterations
+had any, and the last iteration's count.
+
 `baseline_return` is the evaluated true return of a true-reward run of the
 same config (`report.baseline_return`), the reference the paper's question
 "how many labels does it take?" is asked against.
@@ -32,6 +37,7 @@ import numpy as np
 
 from rrm import hacking
 
+UNSAFE = "safety/unsafe_events"
 LEARNED = "rollout/learned_episode_return"
 TRUE = "rollout/true_episode_return"
 
@@ -132,6 +138,33 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
           "first_flagged": flagged[0] if flagged else None,
           "learned_trend": last["hacking/learned_trend"],
           "true_trend": last["hacking/true_trend"]}
+
+
+def unsafe_total(metrics: Iterable[Mapping[str, Any]]) -> float:
+  """Unsafe events counted in the rows' training rollouts (rrm.safety)."""
+  return float(sum(m.get(UNSAFE) or 0.0 for m in metrics))
+
+
+def unacceptable_outcomes(metrics: Iterable[Mapping[str, Any]],
+                          event: str) -> dict[str, Any]:
+  """Unsafe events in the training rollouts over a run: {"event",
+  "total", "per_1k_env_steps", "iterations_with_events",
+  "last_iteration_events"}; "off" naming why when the run counted none."""
+  rows = [m for m in metrics if "iteration" in m]
+  out: dict[str, Any] = {"event": event, "total": None,
+                         "per_1k_env_steps": None,
+                         "iterations_with_events": None,
+                         "last_iteration_events": None}
+  if event == "none":
+    return {**out, "off": "config.env.unsafe_event='none'"}
+  if not rows or any(UNSAFE not in m for m in rows):
+    return {**out, "off": f"no {UNSAFE} in the metrics"}
+  total = unsafe_total(rows)
+  steps = rows[-1].get("env_steps")
+  return {**out, "total": int(total),
+          "per_1k_env_steps": 1000.0 * total / steps if steps else None,
+          "iterations_with_events": sum(1 for m in rows if m[UNSAFE] > 0),
+          "last_iteration_events": int(rows[-1][UNSAFE])}
 
 
 def reward_result_gap(metrics: Iterable[Mapping[str, Any]],

@@ -17,6 +17,7 @@ from brax.training import types as brax_types
 import jax
 import jax.numpy as jnp
 
+from rrm import safety as rrm_safety
 from rrm import segments as rrm_segments
 from rrm import state as rrm_state
 
@@ -47,11 +48,30 @@ def cut_segments(data: brax_types.Transition, length: int):
 
 
 def collect(env: brax_envs.Env, env_state: brax_envs.State, policy,
-            key: jax.Array, steps: int, recursive: bool):
-  """`steps` steps of every env: (final env state, [T, B] Transition)."""
-  return acting.generate_unroll(
-      env, env_state, policy, key, steps,
-      extra_fields=RECURSIVE_EXTRA_FIELDS if recursive else EXTRA_FIELDS)
+            key: jax.Array, steps: int, recursive: bool,
+            unsafe: Callable | None = None):
+  """`steps` steps of every env: (final env state, [T, B] Transition).
+
+  brax's `acting.generate_unroll` (the same keys: one split per step), its
+  steps taken by `rrm.safety.actor_step`: brax's, which adds the step's
+  unsafe event (`unsafe`, rrm.safety.make_unsafe) to the extras."""
+  fields = RECURSIVE_EXTRA_FIELDS if recursive else EXTRA_FIELDS
+
+  def step(carry, _):
+    state, current_key = carry
+    current_key, next_key = jax.random.split(current_key)
+    nstate, data = rrm_safety.actor_step(env, state, policy, current_key,
+                                         fields, unsafe)
+    return (nstate, next_key), data
+
+  (final_state, _), data = jax.lax.scan(step, (env_state, key), (),
+                                        length=steps)
+  return final_state, data
+
+
+def unsafe_events(data: brax_types.Transition) -> jax.Array | None:
+  """[T, B] the rollout's unsafe events (None: not counted)."""
+  return data.extras["state_extras"].get("unsafe")
 
 
 def random_policy(action_size: int) -> Callable:

@@ -33,7 +33,6 @@ import functools
 from typing import Any, Callable
 
 from brax import envs as brax_envs
-from brax.training import acting
 from brax.training import gradients
 from brax.training import replay_buffers
 from brax.training import types as brax_types
@@ -46,6 +45,7 @@ import jax.numpy as jnp
 import optax
 
 from rrm import config as rrm_config
+from rrm import safety as rrm_safety
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -262,7 +262,7 @@ def _sgd_step(networks, action_size: int, hyper: SACHyper, entropy_k: int,
 
 def _make_act(replay: replay_buffers.UniformSamplingQueue,
               networks: sac_networks.SACNetworks, env: brax_envs.Env,
-              extra_fields: tuple[str, ...]):
+              extra_fields: tuple[str, ...], unsafe=None):
   """`act(state, env_state, key, reward_fn)`: one step of the B envs with the
   current policy, its transitions (reward: `reward_fn`'s, or the env's when
   None) into the replay and its observations into the normaliser (brax's
@@ -270,9 +270,9 @@ def _make_act(replay: replay_buffers.UniformSamplingQueue,
   make_policy = sac_networks.make_inference_fn(networks)
 
   def act(state: SACState, env_state, key, reward_fn: RewardFn | None):
-    env_state, data = acting.actor_step(
+    env_state, data = rrm_safety.actor_step(
         env, env_state, make_policy(inference_params(state)), key,
-        extra_fields=extra_fields)
+        extra_fields, unsafe)
     outcome = data.extras["state_extras"]["outcome_obs"]
     reward = data.reward if reward_fn is None else reward_fn(
         data.observation, data.action, outcome)
@@ -295,7 +295,7 @@ def make_learn(config: rrm_config.SACConfig,
                networks: sac_networks.SACNetworks,
                replay: replay_buffers.UniformSamplingQueue,
                env: brax_envs.Env, action_size: int, steps: int,
-               extra_fields: tuple[str, ...]):
+               extra_fields: tuple[str, ...], unsafe=None):
   """Builds `learn(state, env_state, key, hyper, reward_fn, pretraining)`.
 
   T = `steps` actor steps, each followed by `grad_updates_per_step` SGD
@@ -306,7 +306,7 @@ def make_learn(config: rrm_config.SACConfig,
   `pretraining` (a bool array, or False for a run without pre-training)
   makes the SGD steps maximise state entropy.
   """
-  act = _make_act(replay, networks, env, extra_fields)
+  act = _make_act(replay, networks, env, extra_fields, unsafe)
   utd = config.grad_updates_per_step
 
   def actor_step(carry, key, hyper, reward_fn, pretraining):

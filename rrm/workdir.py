@@ -106,7 +106,7 @@ def lock(workdir: str) -> Iterator[None]:
 # Config fields added after workdirs were first written, with the value an
 # older config.json (which lacks them) meant: such a run resumes unchanged.
 ADDED_LATER = {"rl": {"algorithm": "ppo"}, "sac": None,
-               "feedback.recent_segments": 0}
+               "feedback.recent_segments": 0, "env.unsafe_event": "auto"}
 
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any],

@@ -412,12 +412,15 @@ def test_labels_of_a_run_killed_before_its_first_checkpoint_are_kept(
 
 
 def _hacking_iteration(state):
-  """Learned episode return rising from iteration 3 on, true one falling."""
+  """Learned episode return rising from iteration 3 on, true one falling;
+  unsafe events in iterations 3 and 6 (3 and 6 of them)."""
   state, metrics = _iteration(state)
   it = state.iteration.astype(jnp.float32)
   late = jnp.maximum(it - 2.0, 0.0)
   return state, {**metrics, "rollout/learned_episode_return": 10.0 * late,
-                 "rollout/true_episode_return": 5.0 - 2.0 * late}
+                 "rollout/true_episode_return": 5.0 - 2.0 * late,
+                 "safety/unsafe_events": jnp.where(
+                     state.iteration % 3 == 0, it, 0.0)}
 
 
 def _hacking_config():
@@ -444,9 +447,12 @@ def test_report_flags_the_iterations_where_the_learned_return_is_hacked(
   rows = _metrics(tmp_path / "a")
   assert [m.get("hacking/flag") for m in rows] == [None] * 3 + [1.0] * 4
   assert rows[3]["hacking/learned_trend"] == pytest.approx(5 / 6)
-  # Stopped after iteration 2 and resumed: the detector's window holds the
-  # iterations written before the stop, and every row is as uninterrupted.
-  asked = iter([None, None, "SIGTERM"])
+  assert [m["safety/unsafe_events_total"] for m in rows] == [
+      0, 0, 3, 3, 3, 9, 9]
+  # Stopped after iteration 4 and resumed: the detector's window and the
+  # cumulative unsafe events hold the iterations written before the stop,
+  # and every row is as uninterrupted.
+  asked = iter([None, None, None, None, "SIGTERM"])
   rrm_loop.run_program(program, str(tmp_path / "b"), progress=None,
                        stop=lambda: next(asked, None))
   rrm_loop.run_program(program, str(tmp_path / "b"), progress=None)
@@ -494,10 +500,12 @@ def test_every_run_writes_a_certificate_with_real_figures(tmp_path):
                    "| reward_result_gap.reward_goal.share | 1.75 |", "| jax | ",
                    "config SHA-256", "state SHA-256",
                    "![certificate_returns.png](certificate_returns.png)",
-                   "![certificate_gap.png](certificate_gap.png)"):
+                   "![certificate_gap.png](certificate_gap.png)",
+                   "| unacceptable_outcomes.total | 9 |",
+                   "![certificate_unsafe.png](certificate_unsafe.png)"):
     assert fragment in md, (fragment, md)
   for name in ("certificate_returns.png", "certificate_feedback.png",
-               "certificate_gap.png"):
+               "certificate_gap.png", "certificate_unsafe.png"):
     data = (tmp_path / "run" / name).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
   rrm_loop.run_program(_sweep_program(), str(tmp_path / "sweep"),

@@ -26,6 +26,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.env.num_envs = 256  # parallel training envs (B)
   c.env.num_eval_envs = 16  # parallel evaluation episodes
   c.env.kwargs = ml_collections.ConfigDict()  # extra brax env constructor args
+  # Unacceptable outcomes counted in training rollouts (rrm/safety.py):
+  # auto (the env's own) | failure | hazard_entry (point_hazard) | none.
+  c.env.unsafe_event = "auto"
 
   c.ppo = ml_collections.ConfigDict()  # names and meaning as brax's ppo.train
   c.ppo.unroll_length = 5  # steps per unroll (GAE window)
