@@ -14,13 +14,11 @@ sweep member) writes into its directory, at the end of the host loop:
   certificate_feedback.png  labels spent (labels-to-threshold marked);
                        held-out label accuracy and the learned reward's
                        pair accuracy on the labelled and the policy's
-                       segments
+                       segments; its EPIC distance to the true reward
   certificate_gap.png  with report.baseline_aspects: each reward
                        component's share of the true-reward baseline's
   certificate_unsafe.png  unsafe events in the training rollouts
                        (rrm.safety): per iteration and cumulative
-
-Not yet in it (the challenges issue's later items): EPIC in runs.
 """
 
 from __future__ import annotations
@@ -88,14 +86,14 @@ def _figures(directory: str, history: Sequence[Mapping[str, Any]],
   left.set_ylabel("labels spent")
   drawn = 0
   for key in ("reward/heldout_accuracy", "reward/labelled_pair_accuracy",
-              "reward/policy_pair_accuracy"):
+              "reward/policy_pair_accuracy", "reward/epic"):
     its, values = _series(history, key)
     if its:
       right.plot(its, values, label=key.split("/")[1])
       drawn += 1
   right.set_ylim(0.0, 1.05)
   right.set_xlabel("iteration")
-  right.set_ylabel("accuracy")
+  right.set_ylabel("accuracy; EPIC distance")
   if drawn:
     right.legend(fontsize="small")
   else:

@@ -183,6 +183,13 @@ class ReportConfig:
   baseline_aspects: tuple[tuple[str, float], ...] = ()
   # report.md and its PNG figures beside report.json (rrm.certificate).
   certificate: bool = True
+  # EPIC distance of learned and true reward on each iteration's rollout
+  # (rrm.diagnostics.epic_metrics; envs that declare their true reward as a
+  # function of transitions): transitions compared (0: off), samples of the
+  # canonicalisation's state and action distributions.
+  epic_transitions: int = 256
+  epic_states: int = 16
+  epic_actions: int = 8
 
 
 

@@ -6,7 +6,7 @@ naming the field, the bad value and what is allowed. The lists of choices
 are the domain modules' own (the algorithms' here: rrm.agent, which builds
 them, imports the RL modules and brax's agents, too much for a parser).
 
-Why one module of ~600 lines: it is the one boundary where a config is
+Why one module of ~610 lines: it is the one boundary where a config is
 checked, one function per section (env, ppo, sac, reward, feedback, oracle,
 recursive) and the cross-field checks after them; splitting the sections
 into modules would scatter the messages a user reads without making any of
@@ -401,7 +401,13 @@ def _report_config(cd: ml_collections.ConfigDict, env: EnvConfig
       threshold=threshold, hacking_window=int(window),
       hacking_threshold=hacking_threshold,
       baseline_aspects=_baseline_aspects(env, rp.get("baseline_aspects")),
-      certificate=_bool("report.certificate", rp.get("certificate", True)))
+      certificate=_bool("report.certificate", rp.get("certificate", True)),
+      epic_transitions=_nonneg_int("report.epic_transitions",
+                                   rp.get("epic_transitions", 256)),
+      epic_states=_positive_int("report.epic_states",
+                                rp.get("epic_states", 16)),
+      epic_actions=_positive_int("report.epic_actions",
+                                 rp.get("epic_actions", 8)))
   return report
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from rrm import config as rrm_config
+from rrm import hacking
 from rrm import rollout
 from rrm import state as rrm_state
 
@@ -109,6 +110,36 @@ def agreement_metrics(pool, labels, pool_returns: jax.Array,
       "reward/labelled_pair_accuracy": pair_accuracy(
           first, second, true_first, true_second, labels.mask),
   }
+
+
+def epic_metrics(true_reward, learned_reward, data: brax_types.Transition,
+                 key: jax.Array, transitions: int, states: int, actions: int,
+                 discount: float) -> dict[str, jax.Array]:
+  """`reward/epic`: EPIC distance (rrm.hacking.epic_distance; Gleave et al.
+  2021) of the learned and the true reward on the rollout's transitions.
+
+  The coverage distribution D: `transitions` of the rollout's [T, B]
+  (observation, action, outcome) transitions, evenly strided over its
+  T * B (all of them if fewer). The canonicalisation's D_S: `states` of
+  the rollout's outcome observations, strided from an offset so they are
+  not D's own; D_A: `actions` uniform draws from the action box [-1, 1]^A
+  (`key`). The expectations are exact over those samples, so shaping and
+  positive affine maps of a reward give distance 0 on them. Both rewards
+  are functions (obs, action, next_obs) -> [...] batched over leading dims.
+  """
+  obs = data.observation.reshape((-1,) + data.observation.shape[2:])
+  act = data.action.reshape((-1,) + data.action.shape[2:])
+  nxt = rollout.outcome(data).reshape(obs.shape)
+  n = obs.shape[0]
+  pick = lambda k, offset: (offset + jnp.arange(min(k, n)) * (n // min(k, n))
+                            ) % n
+  rows = pick(transitions, 0)
+  canon_obs = nxt[pick(states, max(n // (2 * min(states, n)), 1))]
+  canon_action = jax.random.uniform(key, (actions, act.shape[-1]),
+                                    minval=-1.0, maxval=1.0)
+  return {"reward/epic": hacking.epic_distance(
+      learned_reward, true_reward, obs[rows], act[rows], nxt[rows],
+      canon_obs, canon_action, discount)}
 
 
 def all_finite(tree) -> jax.Array:

@@ -43,7 +43,7 @@ episodes, per-step reward in [0, 1]); a diverged (nan) state is their only
 The true reward and the env's reward components (`state.metrics`) travel beside
 the observations; the learner only ever sees observations and actions.
 
-Why one module of ~560 lines: every env rrm trains on and every wrapper
+Why one module of ~590 lines: every env rrm trains on and every wrapper
 between brax and the loop, so a reader finds what the learner and the
 teacher see in one place; the point_hazard task is a third of it.
 """
@@ -294,6 +294,17 @@ class PointHazard(brax_base.Env):
         "reward_ctrl": -self._ctrl_cost * jnp.sum(jnp.square(action)),
     }
 
+  def transition_reward(self, obs: jax.Array, action: jax.Array,
+                        next_obs: jax.Array) -> jax.Array:
+    """[...] the true reward of transitions (obs [..., 4], action [..., 2],
+    next_obs [..., 4]): what `step` pays, as a function EPIC can query on
+    transitions no rollout took."""
+    del obs
+    metrics = jax.vmap(self._metrics)(
+        next_obs.reshape(-1, 4)[:, :2],
+        jnp.clip(action, -1.0, 1.0).reshape(-1, 2))
+    return sum(metrics.values()).reshape(next_obs.shape[:-1])
+
   def in_hazard(self, obs: jax.Array) -> jax.Array:
     """[...] whether observations [..., 4] lie inside the hazard disc."""
     return jnp.linalg.norm(obs[..., :2] - self._hazard_center,
@@ -371,6 +382,16 @@ class AspectsWrapper(brax_base.Wrapper):
   def step(self, state, action):
     state = self.env.step(state, action)
     return state.replace(info={**state.info, "aspects": self._aspects(state)})
+
+
+def transition_reward(config: rrm_config.EnvConfig):
+  """The env's true reward as a function of transitions (obs, action,
+  next_obs), or None where the reward is not one of the observations
+  (brax's locomotion tasks pay for motion between physics states the
+  observation leaves out). Only point_hazard declares one."""
+  if config.name == "point_hazard":
+    return PointHazard(**config.kwargs).transition_reward
+  return None
 
 
 def reward_components(config: rrm_config.EnvConfig,

@@ -17,9 +17,9 @@ measurements of that, both pure:
   (Mann-Kendall trend statistics, scale-free, so one threshold fits every
   env's return scale).
 
-Neither is wired into the training loop yet: these are the primitives the
-per-run telemetry (issue "The paper's challenges, measured in every run")
-builds on.
+Both are pure primitives. In runs: `rrm.diagnostics.epic_metrics` gives
+each iteration's `reward/epic` (envs that declare their true reward of
+transitions), and `rrm.report.HackingWatch` runs the detector on the host.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ axis (rrm.sweep). `run_program` drives it and owns everything on the host:
 
 `run(config, workdir)` is a single run through it.
 
-Why one module of ~640 lines: the host loop's parts (resume, rows and
+Why one module of ~660 lines: the host loop's parts (resume, rows and
 checks, saving and what a failed save rescues, the report, the compile
 ahead) share one workdir's state and are read as one sequence; split, a
 reader would follow it across files. `_CompileAhead` is the first piece to
@@ -458,6 +458,7 @@ class _Loop:
           history, c.report.hacking_window, c.report.hacking_threshold)
       report["reward_result_gap"] = rrm_report.reward_result_gap(
           history, c.report.baseline_aspects)
+      report["reward_epic"] = rrm_report.reward_epic(history)
       report["unacceptable_outcomes"] = rrm_report.unacceptable_outcomes(
           history, rrm_safety.event_name(c.env))
       if self.dirs and self.primary:

@@ -11,6 +11,11 @@
                         component (eval/reward_*): a true-reward run's are
                         the baseline of `reward_result_gap`
 
+`reward_epic` (report.json's "reward_epic"): the EPIC distance (Gleave et
+al. 2021) of the learned and the true reward on the training rollouts'
+transitions, first, last, least and most over the run, where the env
+declares its reward as a function of transitions (point_hazard).
+
 `unacceptable_outcomes` (report.json's "unacceptable_outcomes"): the
 unsafe events (rrm.safety, `env.unsafe_event`) the training rollouts
 caused over the whole run: total, per 1000 env steps, how many iterations
@@ -38,6 +43,7 @@ import numpy as np
 from rrm import hacking
 
 UNSAFE = "safety/unsafe_events"
+EPIC = "reward/epic"
 LEARNED = "rollout/learned_episode_return"
 TRUE = "rollout/true_episode_return"
 
@@ -165,6 +171,20 @@ def unacceptable_outcomes(metrics: Iterable[Mapping[str, Any]],
           "per_1k_env_steps": 1000.0 * total / steps if steps else None,
           "iterations_with_events": sum(1 for m in rows if m[UNSAFE] > 0),
           "last_iteration_events": int(rows[-1][UNSAFE])}
+
+
+def reward_epic(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+  """EPIC distance of the learned and the true reward on the training
+  rollouts (`reward/epic`, rrm.diagnostics.epic_metrics) over a run:
+  {"first", "final", "min", "max"}, or "off" naming why it is absent."""
+  values = [float(m[EPIC]) for m in metrics
+            if m.get(EPIC) is not None and math.isfinite(m[EPIC])]
+  if not values:
+    return {"off": "no reward/epic: a true-reward run, report."
+                   "epic_transitions=0, or an env without a declared "
+                   "transition reward (rrm.envs.transition_reward)"}
+  return {"first": values[0], "final": values[-1], "min": min(values),
+          "max": max(values)}
 
 
 def reward_result_gap(metrics: Iterable[Mapping[str, Any]],

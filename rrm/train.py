@@ -51,6 +51,10 @@ from rrm import segments as rrm_segments
 from rrm import state as rrm_state
 from rrm.recursive import helpers as rrm_helpers
 
+# EPIC's action samples: a key folded from the iteration's pool key, so no
+# other draw of the iteration changes (rrm.state's key schedule).
+_EPIC_STREAM = 0x45504943
+
 
 
 class Train(NamedTuple):
@@ -144,6 +148,23 @@ class _Parts(NamedTuple):
   label_capacity: int
   initial_to_ask: int
   heldout: jax.Array
+  epic: Callable | None  # (learned reward, data, key) -> metrics; None: off
+
+
+def _make_epic(config: rrm_config.TrainConfig) -> Callable | None:
+  """`reward/epic` of each iteration's rollout, where the env declares its
+  true reward of transitions (rrm.envs.transition_reward) and the report
+  asks for it."""
+  true_reward = rrm_envs.transition_reward(config.env)
+  rp = config.report
+  if (true_reward is None or not rp.epic_transitions
+      or not config.learned_reward):
+    return None
+  discount = (config.sac.discounting if config.rl.algorithm == "sac"
+              else config.ppo.discounting)
+  return lambda learned, data, key: diagnostics.epic_metrics(
+      true_reward, learned, data, key, rp.epic_transitions, rp.epic_states,
+      rp.epic_actions, discount)
 
 
 def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
@@ -190,7 +211,8 @@ def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
       helpers=helpers, quotas=quotas,
       queries_per_round=max(int(quotas.max()), 1),
       label_capacity=label_capacity, initial_to_ask=initial_to_ask,
-      heldout=rrm_reward.heldout_mask(label_capacity, rc.heldout_every))
+      heldout=rrm_reward.heldout_mask(label_capacity, rc.heldout_every),
+      epic=_make_epic(config))
 
 
 def _user_values(p: _Parts, pool, helper_state, teacher):
@@ -361,6 +383,9 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
         rrm_reward.member_returns(p.model, state.reward.params,
                                   state.reward.input_normalizer, side)
         for side in (labels.first, labels.second))))
+    if p.epic is not None:  # the reward RL just maximised, where it went
+      metrics.update(p.epic(_reward_fn(p, state.reward, state.hyper), data,
+                            jax.random.fold_in(keys.pool, _EPIC_STREAM)))
     if p.plan.recursive:
       metrics.update(rrm_recursive.recursive_metrics(
           p.plan, pool, returns, values, labels, helper_state, p.helpers,

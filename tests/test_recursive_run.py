@@ -143,6 +143,10 @@ def test_depth_3_budget_accounting_is_exact(depth3):
         budgets[n.name] for n in level)
   for node in rec.nodes(plan.tree):
     assert last[f"recursive/node/{node.name}/labels"] == budgets[node.name]
+  # The challenges' telemetry in every iteration of a point_hazard run.
+  epic = [float(m["reward/epic"]) for m in history]
+  assert all(0.0 <= e <= 1.0 for e in epic), epic
+  assert all(float(m["safety/unsafe_events"]) >= 0 for m in history)
 
 
 def test_leaf_training_does_not_read_the_roots_labels(depth3):

@@ -146,6 +146,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   # The run certificate: report.md with PNG figures and provenance beside
   # report.json, for every run and sweep member (rrm/certificate.py).
   c.report.certificate = True
+  # EPIC distance (Gleave et al. 2021) of the learned and the true reward on
+  # each iteration's training rollout, `reward/epic` (rrm/diagnostics.py),
+  # where the env declares its reward as a function of transitions
+  # (point_hazard): transitions compared (0: off) and the samples of the
+  # canonicalisation's state (visited outcomes) and action (uniform over
+  # the action box) distributions.
+  c.report.epic_transitions = 256
+  c.report.epic_states = 16
+  c.report.epic_actions = 8
 
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
