@@ -8,7 +8,10 @@ results.csv, and prints one line per group: members, diverged ones, and for
 final return, best return, normalised return and labels-to-threshold the
 mean ± the half-width of a 95 % Student-t confidence interval over the
 group's members. Labels-to-threshold is averaged over the members that
-reached the threshold ("reached k/n" says how many).
+reached the threshold ("reached k/n" says how many). So are the
+challenges' measures: unsafe events in the training rollouts (rrm.safety)
+and the last EPIC distance of learned and true reward, where a run has
+them ("-" where none has).
 
 Groups: by default every override column except the seed (so seeds are the
 replicates); --group_by names the columns instead.
@@ -30,9 +33,10 @@ from absl import flags
 RESULT_COLUMNS = (
     "unit", "member", "seed", "env", "final_return", "best_return",
     "labels_to_threshold", "normalised_return", "labels_spent", "iterations",
-    "env_steps", "wall_s", "members_in_program", "diverged")
+    "env_steps", "wall_s", "members_in_program", "diverged", "unsafe_events",
+    "final_epic")
 METRICS = ("final_return", "best_return", "normalised_return",
-           "labels_to_threshold")
+           "labels_to_threshold", "unsafe_events", "final_epic")
 
 # Two-sided 95 % quantiles of Student's t with 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
@@ -121,7 +125,8 @@ def format_table(groups: Sequence[Mapping[str, Any]]) -> str:
   keys = [k for k in groups[0] if k not in ("n", "diverged") and not any(
       k.startswith(m) for m in METRICS)]
   header = keys + ["n", "final return", "best return", "normalised",
-                   "labels to threshold (reached)"]
+                   "labels to threshold (reached)", "unsafe events",
+                   "final EPIC"]
   lines = []
   for g in groups:
     lines.append([str(g[k]) for k in keys] + [
@@ -130,7 +135,9 @@ def format_table(groups: Sequence[Mapping[str, Any]]) -> str:
         _fmt(g["best_return"], g["best_return_ci95"]),
         _fmt(g["normalised_return"], g["normalised_return_ci95"]),
         _fmt(g["labels_to_threshold"], g["labels_to_threshold_ci95"])
-        + f" ({g['labels_to_threshold_n']}/{g['n']})"])
+        + f" ({g['labels_to_threshold_n']}/{g['n']})",
+        _fmt(g["unsafe_events"], g["unsafe_events_ci95"]),
+        _fmt(g["final_epic"], g["final_epic_ci95"])])
   widths = [max(len(x) for x in col) for col in zip(header, *lines)]
   fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))
   return "\n".join([fmt(header), fmt(["-" * w for w in widths])]

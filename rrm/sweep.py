@@ -327,6 +327,11 @@ def results_row(member: Member, i: int, report: Mapping[str, Any],
       "labels_to_threshold": report["labels_to_threshold"],
       "normalised_return": report["normalised_return"],
       "labels_spent": report["labels_spent"],
+      # The challenges' measures (rrm.report): unsafe events in training,
+      # the last EPIC distance of learned and true reward (None: absent).
+      "unsafe_events": (report.get("unacceptable_outcomes") or {}).get(
+          "total"),
+      "final_epic": (report.get("reward_epic") or {}).get("final"),
       "iterations": last.get("iteration", 0),
       "env_steps": last.get("env_steps", 0),
       "wall_s": wall_s, "members_in_program": size,

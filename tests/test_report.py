@@ -1,6 +1,7 @@
 """Feedback efficiency: labels-to-threshold and normalised return."""
 
 import numpy as np
+import pytest
 
 from rrm import report
 
@@ -104,3 +105,19 @@ def test_reward_result_gap_is_the_share_of_the_baseline_per_component():
   # A run's own final components: what a baseline run's report offers.
   assert report.feedback_efficiency(metrics, None, 0.9)["final_aspects"] == {
       "reward_ctrl": -6.0, "reward_forward": 300.0}
+
+
+def test_sweep_report_averages_the_challenges_measures_per_group():
+  from launch import report as sweep_report  # pylint: disable=g-import-not-at-top
+  rows = [{"seed": s, "user": u, "final_return": 1.0, "unsafe_events": n,
+           "final_epic": e}
+          for s, u, n, e in [(0, "a", 3, 0.4), (1, "a", 5, 0.2),
+                             (0, "b", 0, None), (1, "b", 2, None)]]
+  groups = {g["user"]: g for g in sweep_report.aggregate(rows, ["user"])}
+  assert groups["a"]["unsafe_events"] == 4.0
+  assert groups["a"]["final_epic"] == pytest.approx(0.3)
+  assert groups["a"]["final_epic_ci95"] == pytest.approx(12.706 * 0.1)
+  assert groups["b"]["unsafe_events"] == 1.0
+  assert groups["b"]["final_epic_n"] == 0
+  table = sweep_report.format_table(list(groups.values()))
+  assert "unsafe events" in table and "final EPIC" in table
