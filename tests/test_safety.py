@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import fast_compile
 from experiments.configs import hopper
 from experiments.configs import inverted_pendulum
 from experiments.configs import point_hazard
@@ -28,10 +29,11 @@ def _env_config(module, variant="smoke", **overrides):
 
 def _collect(config, policy, steps, n=2):
   train = envs.make_envs(config).train
-  state = train.reset(jax.random.split(jax.random.PRNGKey(0), n))
-  _, data = jax.jit(lambda s: rollout.collect(
-      train, s, policy, jax.random.PRNGKey(1), steps, False,
-      safety.make_unsafe(config)))(state)
+  with fast_compile():  # programs of their own (see conftest.fast_compile)
+    state = train.reset(jax.random.split(jax.random.PRNGKey(0), n))
+    _, data = jax.jit(lambda s: rollout.collect(
+        train, s, policy, jax.random.PRNGKey(1), steps, False,
+        safety.make_unsafe(config)))(state)
   return jax.tree.map(np.asarray, data)
 
 
