@@ -38,6 +38,24 @@ def test_recursive_sweeps_plan_one_valid_unit_per_user(env):
     assert len({m.config.recursive.user for m in unit.members}) == 1
 
 
+@pytest.mark.parametrize("env", ["point_hazard", "inverted_pendulum",
+                                 "point_hazard:smoke"])
+def test_hacking_sweeps_plan_an_offline_and_an_online_unit(env):
+  from experiments import hacking  # pylint: disable=g-import-not-at-top
+  units = sweep.plan_units(hacking.get_sweep(env))
+  assert len(units) == 2
+  offline, online = (u.members[0].config.feedback for u in units)
+  # Offline: every label in the initial batch, so the model is never refit.
+  assert offline.budget == offline.initial_labels == online.initial_labels
+  assert online.budget > online.initial_labels
+  seeds = 2 if env.endswith("smoke") else 5
+  for unit in units:
+    assert [m.config.seed for m in unit.members] == list(range(seeds))
+    assert unit.members[0].config.report.hacking_window >= 3
+  with pytest.raises(ValueError, match="name an env"):
+    hacking.get_sweep("hopper")
+
+
 def test_point_hazard_geometries_differ_only_in_the_hazard():
   beside = recursive.get_sweep("point_hazard").base
   on_path = recursive.get_sweep("point_hazard_on_path").base
