@@ -198,3 +198,32 @@ def test_pebble_figure_normalises_by_true_reward_sac_and_counts_labels(
   plot_pebble.plot(s, out, "test")
   with open(out, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hacking_figure_and_rates_from_a_sweeps_files(tmp_path):
+  """plot_hacking reads members' files: which the detector flagged, per
+  offline/online unit, and draws a real PNG."""
+  from experiments import plot_hacking  # pylint: disable=g-import-not-at-top
+  for unit, budget, flags_ in (("u000_budget=10", 10, [[3, 4], []]),
+                               ("u001_budget=40", 40, [[], []])):
+    for seed, flagged in enumerate(flags_):
+      d = tmp_path / unit / "members" / f"{seed:03d}"
+      d.mkdir(parents=True)
+      (d / "config.json").write_text(json.dumps({
+          "seed": seed, "feedback": {"budget": budget,
+                                     "initial_labels": 10}}))
+      (d / "report.json").write_text(json.dumps({
+          "final_return": -50.0 - seed,
+          "reward_hacking": {"flagged_iterations": flagged},
+          "reward_epic": {"final": 0.5 if budget == 10 else 0.1}}))
+      (d / "metrics.jsonl").write_text("".join(json.dumps({
+          "iteration": i, "rollout/learned_episode_return": float(i),
+          "rollout/true_episode_return": -float(i)}) + "\n"
+                                               for i in range(1, 6)))
+  runs = plot_hacking.load(str(tmp_path))
+  assert sorted(runs) == ["offline", "online"]
+  assert plot_hacking.summary("offline", runs["offline"]).startswith(
+      "offline: detector flagged 1/2 (seeds [0]); final return -50.5")
+  assert "flagged 0/2" in plot_hacking.summary("online", runs["online"])
+  plot_hacking.plot(runs, str(tmp_path / "h.png"))
+  assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"

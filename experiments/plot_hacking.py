@@ -1,0 +1,109 @@
+"""Figure and numbers of the hacking experiment (experiments/hacking.py).
+
+  python -m experiments.plot_hacking --workdir=runs/hacking_point_hazard \\
+      --out=runs/hacking_point_hazard.png
+
+Two panels, offline and online reward model: every member's training
+rollouts' learned and true episode return over iterations (rrm's
+`rollout/*_episode_return`), each on its own scale (learned: left axis,
+true: right), the iterations the reward-hacking detector flagged shaded.
+Prints, per unit, the members the detector flagged (the hit rate on
+offline runs, the false-alarm rate on online ones), their final returns
+and final EPIC distances, read from each member's report.json and
+metrics.jsonl (rrm.sweep's layout: <workdir>/<unit>/members/NNN/).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from launch import report as sweep_report
+
+
+def load(workdir: str) -> dict[str, list[dict]]:
+  """"offline"/"online" -> per member {seed, rows, report}."""
+  out = {}
+  for unit in sorted(glob.glob(os.path.join(workdir, "u*", ""))):
+    members = []
+    for d in sorted(glob.glob(os.path.join(unit, "members", "*", ""))):
+      with open(os.path.join(d, "config.json")) as f:
+        config = json.load(f)
+      with open(os.path.join(d, "report.json")) as f:
+        report = json.load(f)
+      with open(os.path.join(d, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      fb = config["feedback"]
+      members.append({"seed": config["seed"], "rows": rows, "report": report,
+                      "kind": ("offline" if fb["budget"] == fb["initial_labels"]
+                               else "online")})
+    if members:
+      out[members[0]["kind"]] = members
+  return out
+
+
+def summary(kind: str, members: list[dict]) -> str:
+  flagged = [m for m in members if m["report"]["reward_hacking"][
+      "flagged_iterations"]]
+  finals = [m["report"]["final_return"] for m in members]
+  epic = [(m["report"].get("reward_epic") or {}).get("final")
+          for m in members]
+  mean, ci = sweep_report.mean_ci(finals)
+  line = (f"{kind}: detector flagged {len(flagged)}/{len(members)} "
+          f"(seeds {[m['seed'] for m in flagged]}); final return "
+          f"{mean:.1f} ± {ci:.1f}")
+  if all(e is not None for e in epic):
+    e_mean, e_ci = sweep_report.mean_ci(epic)
+    line += f"; final EPIC {e_mean:.3f} ± {e_ci:.3f}"
+  return line
+
+
+def plot(runs: dict[str, list[dict]], out: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  kinds = [k for k in ("offline", "online") if k in runs]
+  fig, axes = plt.subplots(1, len(kinds), figsize=(6.0 * len(kinds), 3.8),
+                           squeeze=False)
+  for ax, kind in zip(axes[0], kinds):
+    twin = ax.twinx()
+    for i, m in enumerate(runs[kind]):
+      its = [r["iteration"] for r in m["rows"]]
+      color = f"C{i}"
+      ax.plot(its, [r.get("rollout/learned_episode_return") for r in
+                    m["rows"]], color=color, linestyle="-")
+      twin.plot(its, [r.get("rollout/true_episode_return") for r in
+                      m["rows"]], color=color, linestyle="--")
+      for it in m["report"]["reward_hacking"]["flagged_iterations"]:
+        ax.axvspan(it - 0.5, it + 0.5, color=color, alpha=0.08)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("learned episode return (solid)")
+    twin.set_ylabel("true episode return (dashed)")
+    ax.set_title(summary(kind, runs[kind]).split(";")[0], fontsize="small")
+  fig.tight_layout()
+  fig.savefig(out, dpi=80)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  runs = load(flags.FLAGS.workdir)
+  if not runs:
+    raise app.UsageError(f"no finished members under {flags.FLAGS.workdir}")
+  for kind, members in runs.items():
+    print(summary(kind, members))
+  if flags.FLAGS.out:
+    plot(runs, flags.FLAGS.out)
+    print(f"figure: {flags.FLAGS.out}")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("workdir", None, "An experiments/hacking.py sweep's "
+                      "--workdir.")
+  flags.DEFINE_string("out", None, "Where to write the PNG figure.")
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)
