@@ -56,7 +56,6 @@ from rrm.recursive import helpers as rrm_helpers
 _EPIC_STREAM = 0x45504943
 
 
-
 class Train(NamedTuple):
   """What `make_train` builds.
 
