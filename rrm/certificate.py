@@ -127,7 +127,10 @@ def _figures(directory: str, history: Sequence[Mapping[str, Any]],
     twin.plot(its, _series(history, "safety/unsafe_events_total")[1],
               color="black", label="cumulative")
     twin.set_ylabel("cumulative")
-    ax.set_title(f"unsafe events in training ({unsafe['total']} in all)")
+    flags = unsafe.get("flags")
+    ax.set_title(f"unsafe events in training ({unsafe['total']} in all)"
+                 + (f"; {flags['flagged']} of the user's {flags['spent']} "
+                    "flags" if flags else ""))
     fig.tight_layout()
     written.append(_save(fig, directory, FIGURES[3]))
     plt.close(fig)

@@ -23,15 +23,15 @@ steps aside, and `restore` onto an `init` whose outputs are sharded gives
 the state back on that sharding. The directory must be on a filesystem
 every process sees.
 
-`export_labels` / `load_labels` write and read the label dataset as a plain
-`.npz` (schema in `export_labels`): the most expensive thing a run holds is
-its feedback, and it must outlive any change of code.
+The labels file, the run's other durable format, is rrm.labels_file (its
+names are re-exported here, where callers have always found them): the
+most expensive thing a run holds is its feedback, and it must outlive any
+change of code.
 
-Why one module of ~670 lines: the checkpoint and the labels file are the
-two durable formats of a run, and both are read and refused by the same
-rules (layout, digest, what fits the run); the faults of reading and writing
-them (a damaged or unreadable step set aside, Orbax's aftermath of a failed
-read or write kept to one line) belong with them.
+Why one module of ~535 lines: the checkpoint's faults of reading and
+writing (a damaged or unreadable step set aside, Orbax's aftermath of a
+failed read or write kept to one line) belong with the Checkpointer that
+meets them.
 """
 
 from __future__ import annotations
@@ -61,9 +61,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import rrm
-from rrm import feedback as rrm_feedback
+# The labels file's names, where callers have always found them.
+from rrm.labels_file import FlagRecord  # pylint: disable=unused-import
+from rrm.labels_file import LABELS_FORMAT  # pylint: disable=unused-import
+from rrm.labels_file import LabelFile  # pylint: disable=unused-import
+from rrm.labels_file import LabelsFileError  # pylint: disable=unused-import
+from rrm.labels_file import READABLE_FORMATS  # pylint: disable=unused-import
+from rrm.labels_file import export_labels  # pylint: disable=unused-import
+from rrm.labels_file import load_labels  # pylint: disable=unused-import
 from rrm import multihost
-from rrm import segments as rrm_segments
 
 # The packages whose versions a checkpoint records.
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "brax", "mujoco",
@@ -122,9 +128,26 @@ def state_layout(tree: Any) -> str:
   """
   structure = re.sub(r" object at 0x[0-9a-fA-F]+>", " object>",
                      str(jax.tree.structure(tree)))
+  structure = _without_added_none(structure)
   parts = [structure]
   parts += [f"{leaf.shape}{leaf.dtype}" for leaf in jax.tree.leaves(tree)]
   return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+# The TrainState's fields added after checkpoints were written without them
+# (rrm.state.TrainState.safety, its last field): when None they are left out
+# of the layout, so those checkpoints keep theirs. The structure's string
+# ends with the last field's child; a None child prints as "None".
+_TRAIN_STATE = "CustomNode(TrainState[()], ["
+_ADDED_FIELDS = ("safety",)
+_ADDED_NONE = ", None]))"
+
+
+def _without_added_none(structure: str) -> str:
+  if structure.startswith("PyTreeDef(" + _TRAIN_STATE) and structure.endswith(
+      _ADDED_NONE):
+    return structure[:-len(_ADDED_NONE)] + "]))"
+  return structure
 
 
 def state_digest(tree: Any) -> str:
@@ -215,7 +238,7 @@ class Checkpointer:
             "state_sha256": state_digest(multihost.fetch(state)), **metadata}
     try:
       self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(_without_empty(state)),
+          state=ocp.args.StandardSave(_on_disk(_without_empty(state))),
           metadata=ocp.args.JsonSave(meta)))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(
@@ -284,10 +307,11 @@ class Checkpointer:
           "version?); it is left untouched")
     try:
       state = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(_without_empty(abstract)))).state
+          state=ocp.args.StandardRestore(
+              _on_disk(_without_empty(abstract))))).state
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"it does not restore ({_describe(e)})") from e
-    state = _with_empty(abstract, state)
+    state = _with_empty(abstract, _from_disk(abstract, state))
     expected = metadata.get("state_sha256")
     if expected is not None and state_digest(
         multihost.fetch(state)) != expected:
@@ -454,6 +478,29 @@ def _move_aside(source: str, target: str) -> str:
   return beside
 
 
+def _on_disk(tree: Any) -> Any:
+  """The tree Orbax writes: a TrainState whose added-later fields are None
+  as a dict of its other fields, so that it is stored (and read) exactly
+  as states were before those fields existed (Orbax matches trees by field
+  name; see `_ADDED_NONE`)."""
+  if not _has_added_none(tree):
+    return tree
+  return {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)
+          if f.name not in _ADDED_FIELDS}
+
+
+def _from_disk(abstract: Any, restored: Any) -> Any:
+  """Inverse of `_on_disk`, onto `abstract`'s type."""
+  if not _has_added_none(abstract):
+    return restored
+  return type(abstract)(**restored)
+
+
+def _has_added_none(tree: Any) -> bool:
+  return (type(tree).__name__ == "TrainState" and dataclasses.is_dataclass(
+      tree) and all(getattr(tree, f, 0) is None for f in _ADDED_FIELDS))
+
+
 def _without_empty(tree: Any) -> Any:
   """`tree` with its zero-size leaves replaced by None.
 
@@ -486,187 +533,3 @@ def _describe(e: BaseException) -> str:
     text += f" (caused by {type(cause).__name__}: {cause})"
   text = " ".join(text.split())  # one line in the log, whatever the library
   return text if len(text) < 600 else text[:600] + " ..."
-
-
-# -- the label file ----------------------------------------------------------
-
-LABELS_FORMAT = "rrm.labels.v1"
-
-
-class LabelsFileError(ValueError):
-  """A labels file is missing, unreadable, or does not fit the run."""
-
-
-def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
-                  path: str, env_name: str = "") -> None:
-  """Writes the stored labels to `path` (.npz), atomically.
-
-  Schema (N = labels stored, L = segment length):
-    format                                           [] str, "rrm.labels.v1"
-    env                                              [] str, env name
-    first_observation, second_observation            [N, L, obs_size] float32
-    first_action, second_action                      [N, L, action_size]
-    first_next_observation, second_next_observation  [N, L, obs_size]
-      (the step's outcome, before any auto-reset)
-    first_true_reward, second_true_reward            [N, L]  (hidden rewards)
-    label      [N] float32, P(second preferred): 0, 0.5 or 1
-    iteration  [N] int32, iteration that asked (-1: initial batch,
-               -2: imported from another labels file)
-    spent      [] int32, labels this run paid for (imported extra labels are
-               stored but not paid for, so spent may be < N)
-    teacher_<field>  [] teacher parameters (beta, equal_threshold, ...)
-  """
-  dataset = jax.device_get(dataset)
-  n = int(dataset.count)
-  arrays = {"format": np.asarray(LABELS_FORMAT), "env": np.asarray(env_name),
-            "label": np.asarray(dataset.label)[:n],
-            "iteration": np.asarray(dataset.iteration)[:n],
-            "spent": np.asarray(dataset.spent)}
-  for side in ("first", "second"):
-    segs = getattr(dataset, side)
-    for field in segs._fields:
-      arrays[f"{side}_{field}"] = np.asarray(getattr(segs, field))[:n]
-  for field in dataclasses.fields(teacher):
-    arrays[f"teacher_{field.name}"] = np.asarray(
-        jax.device_get(getattr(teacher, field.name)))
-  tmp = path + ".tmp.npz"
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    # A full disk, a kill: no half-written file left to mislead.
-    with contextlib.suppress(OSError):
-      os.remove(tmp)
-    raise
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelFile:
-  """A labels file read back: N labelled pairs and where they came from."""
-  path: str
-  env: str
-  first: rrm_segments.Segments  # [N, L, ...] numpy
-  second: rrm_segments.Segments
-  label: np.ndarray  # [N] float32
-  iteration: np.ndarray  # [N] int32
-  teacher: dict[str, float]
-
-  @property
-  def size(self) -> int:
-    return int(self.label.shape[0])
-
-  @property
-  def segment_length(self) -> int:
-    return int(self.first.true_reward.shape[1])
-
-  @property
-  def observation_size(self) -> int:
-    return int(self.first.observation.shape[-1])
-
-  @property
-  def action_size(self) -> int:
-    return int(self.first.action.shape[-1])
-
-
-def _numeric(path: str, name: str, a: np.ndarray, kinds: str) -> None:
-  if a.dtype.kind not in kinds:
-    raise LabelsFileError(
-        f"labels file {path}: {name} holds {a.dtype} values, expected "
-        + ("integers" if kinds == "iu" else "numbers"))
-
-
-def _segments(path: str, arrays: dict[str, np.ndarray], n: int
-              ) -> dict[str, rrm_segments.Segments]:
-  """Both sides' segments, every field of the schema's shape (one N, L,
-  observation and action size throughout) and finite."""
-  fields = rrm_segments.Segments._fields
-  ref = arrays["first_observation"]
-  if ref.ndim != 3 or ref.shape[0] != n:
-    raise LabelsFileError(
-        f"labels file {path}: first_observation has shape {ref.shape}, "
-        f"expected [N={n}, L, observation size]")
-  _, length, obs = ref.shape
-  act = (arrays["first_action"].shape[-1]
-         if arrays["first_action"].ndim == 3 else -1)
-  want = {"observation": (n, length, obs), "next_observation":
-          (n, length, obs), "action": (n, length, act),
-          "true_reward": (n, length)}
-  sides = {}
-  for side in ("first", "second"):
-    for f in fields:
-      a = arrays[f"{side}_{f}"]
-      if a.shape != want[f] or (f == "action" and act < 1):
-        raise LabelsFileError(
-            f"labels file {path}: {side}_{f} has shape {a.shape}, expected "
-            f"{want[f]} (N={n} pairs, segments of L={length} steps, "
-            f"observations of {obs}"
-            + (f", actions of {act}" if act > 0 else "") + ")")
-      if not np.all(np.isfinite(a)):
-        raise LabelsFileError(f"labels file {path}: {side}_{f} holds "
-                              "non-finite values")
-    sides[side] = rrm_segments.Segments(*[
-        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
-  return sides
-
-
-def load_labels(path: str) -> LabelFile:
-  """Reads and checks a labels file written by `export_labels`.
-
-  Every array is checked before any is used: numeric, and of the schema's
-  shape ([N] labels and iterations; [N, L, obs], [N, L, act], [N, L]
-  segments, one N, L, obs and act across all of them), so that a file that
-  does not fit is refused naming the file and the field, never inside JAX.
-  """
-  if not os.path.isfile(path):
-    raise LabelsFileError(f"labels file {path} does not exist")
-  try:
-    with open(path, "rb") as f:
-      magic = f.read(4)
-  except OSError as e:
-    raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
-  if magic != b"PK\x03\x04":  # an .npz is a zip archive
-    raise LabelsFileError(
-        f"{path} is not an rrm labels file (not an .npz archive; rrm writes "
-        "labels.npz with rrm.checkpoint.export_labels)")
-  try:
-    with np.load(path, allow_pickle=False) as data:
-      arrays = {k: data[k] for k in data.files}
-  except Exception as e:  # pylint: disable=broad-except
-    raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
-  fmt = str(arrays.get("format", ""))
-  if fmt != LABELS_FORMAT:
-    raise LabelsFileError(
-        f"{path} is not an rrm labels file (format {fmt!r}, expected "
-        f"{LABELS_FORMAT!r})")
-  fields = rrm_segments.Segments._fields
-  missing = [k for k in ["label", "iteration"] + [
-      f"{s}_{f}" for s in ("first", "second") for f in fields]
-             if k not in arrays]
-  if missing:
-    raise LabelsFileError(f"labels file {path} lacks {', '.join(missing)}")
-  for k in ["label"] + [f"{s}_{f}" for s in ("first", "second")
-                        for f in fields]:
-    _numeric(path, k, arrays[k], "biuf")
-  _numeric(path, "iteration", arrays["iteration"], "iu")
-  n = arrays["label"].shape[0] if arrays["label"].ndim else 0
-  for k in ("label", "iteration"):
-    if arrays[k].shape != (n,):
-      raise LabelsFileError(
-          f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
-          f"({n},): one value per labelled pair")
-  sides = _segments(path, arrays, n)
-  label = arrays["label"].astype(np.float32)
-  if not np.all(np.isin(label, (0.0, 0.5, 1.0))):
-    raise LabelsFileError(f"labels file {path}: labels must be 0, 0.5 or 1")
-  teacher = {}
-  for k, v in arrays.items():
-    if k.startswith("teacher_"):
-      _numeric(path, k, v, "biuf")
-      teacher[k[len("teacher_"):]] = float(v)
-  return LabelFile(path=path, env=str(arrays.get("env", "")),
-                   first=sides["first"], second=sides["second"], label=label,
-                   iteration=arrays["iteration"].astype(np.int32),
-                   teacher=teacher)

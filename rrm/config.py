@@ -221,6 +221,26 @@ class RecursiveConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SafetyConfig:
+  """The user's unacceptable flag on segments, the safety classifier it
+  trains and the penalty RL pays for predicted unsafe steps (rrm.flags)."""
+  flags: int  # flags the user gives over the run (0: none, the section off)
+  flag_cost: float  # units of feedback.budget one flag costs
+  flags_per_round: int  # flags asked at each label round
+  mistake: float  # probability the synthetic teacher's flag is wrong
+  penalty: float  # lambda: RL maximises r - lambda * P(step unsafe)
+  hidden_layer_sizes: tuple[int, ...]  # the classifier's MLP
+  learning_rate: float
+  batch_size: int  # flagged segments per SGD step
+  num_steps: int  # SGD steps after each round of flags
+
+  @property
+  def budget_units(self) -> int:
+    """Units of feedback.budget the flags take (rounded up)."""
+    return math.ceil(self.flags * self.flag_cost - 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Everything one run needs; derived sizes are properties."""
 
@@ -239,6 +259,7 @@ class TrainConfig:
   recursive: RecursiveConfig
   rl: RLConfig = RLConfig(algorithm="ppo")
   sac: SACConfig | None = None  # with rl.algorithm = "sac" only
+  safety: SafetyConfig | None = None  # with safety.flags > 0 only
 
   @property
   def steps_per_env_per_iteration(self) -> int:
@@ -255,6 +276,13 @@ class TrainConfig:
   @property
   def learned_reward(self) -> bool:
     return self.reward.source == "learned"
+
+  @property
+  def preference_budget(self) -> int:
+    """What feedback.budget leaves for preference labels once the
+    unacceptable flags (safety.flags x safety.flag_cost) are paid."""
+    units = self.safety.budget_units if self.safety is not None else 0
+    return self.feedback.budget - units
 
 
 def program_key(config: TrainConfig) -> str:

@@ -6,9 +6,9 @@ naming the field, the bad value and what is allowed. The lists of choices
 are the domain modules' own (the algorithms' here: rrm.agent, which builds
 them, imports the RL modules and brax's agents, too much for a parser).
 
-Why one module of ~610 lines: it is the one boundary where a config is
+Why one module of ~690 lines: it is the one boundary where a config is
 checked, one function per section (env, ppo, sac, reward, feedback, oracle,
-recursive) and the cross-field checks after them; splitting the sections
+recursive, safety) and the cross-field checks after them; splitting the sections
 into modules would scatter the messages a user reads without making any of
 them shorter.
 """
@@ -41,6 +41,7 @@ from rrm.config import ReportConfig
 from rrm.config import RewardConfig
 from rrm.config import RLConfig
 from rrm.config import SACConfig
+from rrm.config import SafetyConfig
 from rrm.config import TrainConfig
 
 ALGORITHMS = ("ppo", "sac")  # rrm.agent.make_agent builds them
@@ -135,6 +136,7 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       "rl.algorithm", (cd.get("rl") or {}).get("algorithm", "ppo"),
       ALGORITHMS))
   sac = _sac_config(cd, env) if rl.algorithm == "sac" else None
+  safety = _safety_config(cd)
   config = TrainConfig(
       seed=_nonneg_int("seed", cd.seed),
       num_iterations=_positive_int("num_iterations", cd.num_iterations),
@@ -142,7 +144,8 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       checkpoint_every=_nonneg_int("checkpoint_every", cd.checkpoint_every),
       keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
       env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
-      log=log, report=report, recursive=recursive, rl=rl, sac=sac)
+      log=log, report=report, recursive=recursive, rl=rl, sac=sac,
+      safety=safety)
   _check_consistency(config)
   return config
 
@@ -545,6 +548,69 @@ def _check_sac(config: TrainConfig) -> None:
           f"{config.recursive.user!r}): the helpers ask their labels at init")
 
 
+def _safety_config(cd: ml_collections.ConfigDict) -> SafetyConfig | None:
+  """The safety section (rrm.flags); None when absent or safety.flags = 0."""
+  a = cd.get("safety")
+  if a is None:
+    return None
+  flags = _nonneg_int("safety.flags", a.get("flags", 0))
+  penalty = _nonneg_float("safety.penalty", a.get("penalty", 0.0))
+  if not flags:
+    if penalty:
+      _fail("safety.penalty", penalty,
+            "a penalty needs a learned safety classifier, and safety.flags=0 "
+            "budgets no flags to learn it from: set safety.flags > 0 (and "
+            "safety.flags_per_round), or safety.penalty=0")
+    return None
+  return SafetyConfig(
+      flags=flags,
+      flag_cost=_positive_float("safety.flag_cost", a.get("flag_cost", 0.5)),
+      flags_per_round=_positive_int("safety.flags_per_round",
+                                    a.get("flags_per_round", 16)),
+      mistake=_unit_interval("safety.mistake", a.get("mistake", 0.0)),
+      penalty=penalty,
+      hidden_layer_sizes=_layer_sizes("safety.hidden_layer_sizes",
+                                      a.get("hidden_layer_sizes", (64, 64))),
+      learning_rate=_positive_float("safety.learning_rate",
+                                    a.get("learning_rate", 1e-3)),
+      batch_size=_positive_int("safety.batch_size", a.get("batch_size", 64)),
+      num_steps=_positive_int("safety.num_steps", a.get("num_steps", 50)))
+
+
+def _check_safety(config: TrainConfig) -> None:
+  """The flags fit the run: a learned reward, PPO, events to flag, budget."""
+  sc, fb = config.safety, config.feedback
+  if not config.learned_reward:
+    _fail("safety.flags", sc.flags,
+          "flags train a classifier beside the learned reward; with "
+          "reward.source='true' there is none (set safety.flags=0)")
+  if config.rl.algorithm != "ppo":
+    _fail("safety.flags", sc.flags,
+          f"the safety penalty is implemented for rl.algorithm='ppo' only, "
+          f"not {config.rl.algorithm!r} (SAC's replay would need relabelling "
+          "with it too); set safety.flags=0")
+  if rrm_safety.event_name(config.env) == "none":
+    _fail("safety.flags", sc.flags,
+          "env.unsafe_event='none' declares nothing unsafe, so there is "
+          "nothing to flag; use 'auto' or the env's event")
+  if sc.flags_per_round > sc.flags:
+    _fail("safety.flags_per_round", sc.flags_per_round,
+          f"more than the run's safety.flags={sc.flags}")
+  t = config.steps_per_env_per_iteration
+  segments = (t // fb.segment_length) * config.env.num_envs
+  if sc.flags_per_round > segments:
+    _fail("safety.flags_per_round", sc.flags_per_round,
+          f"more than the {segments} segments one iteration's rollout holds "
+          "(the flags' candidates)")
+  spare = fb.budget - fb.initial_labels
+  if sc.budget_units > spare:
+    _fail("safety.flags", sc.flags,
+          f"{sc.flags} flags at safety.flag_cost={sc.flag_cost} cost "
+          f"{sc.budget_units} units of feedback.budget={fb.budget}, more than "
+          f"the {spare} the initial preference batch (feedback.initial_labels"
+          f"={fb.initial_labels}) leaves; raise the budget or ask fewer flags")
+
+
 def _check_consistency(config: TrainConfig) -> None:
   """Cross-field checks: the ones no single field can make."""
   fb, env = config.feedback, config.env
@@ -564,6 +630,8 @@ def _check_consistency(config: TrainConfig) -> None:
         + "): segments are cut from one iteration's rollout.")
   if config.sac is not None:
     _check_sac(config)
+  if config.safety is not None:
+    _check_safety(config)
   segments = (t // fb.segment_length) * env.num_envs
   if fb.segments_per_iteration > segments:
     raise ConfigError(

@@ -19,7 +19,10 @@ declares its reward as a function of transitions (point_hazard).
 `unacceptable_outcomes` (report.json's "unacceptable_outcomes"): the
 unsafe events (rrm.safety, `env.unsafe_event`) the training rollouts
 caused over the whole run: total, per 1000 env steps, how many iterations
-had any, and the last iteration's count.
+had any, and the last iteration's count; with the user's unacceptable flags
+(rrm.flags) also "flags": how many the user gave and flagged, the
+teacher's mistakes among them, and the budget units spent in all
+(preference labels + flags x safety.flag_cost).
 
 `baseline_return` is the evaluated true return of a true-reward run of the
 same config (`report.baseline_return`), the reference the paper's question
@@ -43,6 +46,7 @@ import numpy as np
 from rrm import hacking
 
 UNSAFE = "safety/unsafe_events"
+FLAGS = "safety/flags_spent"
 EPIC = "reward/epic"
 LEARNED = "rollout/learned_episode_return"
 TRUE = "rollout/true_episode_return"
@@ -167,10 +171,17 @@ def unacceptable_outcomes(metrics: Iterable[Mapping[str, Any]],
     return {**out, "off": f"no {UNSAFE} in the metrics"}
   total = unsafe_total(rows)
   steps = rows[-1].get("env_steps")
-  return {**out, "total": int(total),
-          "per_1k_env_steps": 1000.0 * total / steps if steps else None,
-          "iterations_with_events": sum(1 for m in rows if m[UNSAFE] > 0),
-          "last_iteration_events": int(rows[-1][UNSAFE])}
+  out = {**out, "total": int(total),
+         "per_1k_env_steps": 1000.0 * total / steps if steps else None,
+         "iterations_with_events": sum(1 for m in rows if m[UNSAFE] > 0),
+         "last_iteration_events": int(rows[-1][UNSAFE])}
+  last = rows[-1]
+  if FLAGS in last:
+    out["flags"] = {"spent": int(last[FLAGS]),
+                    "flagged": int(last["safety/flags_positive"]),
+                    "teacher_errors": int(last["safety/flag_errors"]),
+                    "budget_spent": float(last["feedback/budget_spent"])}
+  return out
 
 
 def reward_epic(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from rrm import config as rrm_config
 from rrm import feedback as rrm_feedback
+from rrm import flags as rrm_flags
 from rrm import oracle as rrm_oracle
 from rrm import ppo as rrm_ppo
 from rrm import reward as rrm_reward
@@ -129,6 +130,10 @@ class TrainState:
   key: jax.Array  # typed PRNG key of the run (RunKeys.run)
   iteration: jax.Array  # int32 scalar, iterations completed
   helpers: HelperState | None = None  # assisted user's helpers (recursive)
+  # The safety classifier and the user's unacceptable flags (rrm.flags;
+  # None without flags). Added after checkpoints without it were written:
+  # rrm.checkpoint.state_layout leaves a None here out of the layout.
+  safety: rrm_flags.SafetyState | None = None
 
 
 class RunKeys(NamedTuple):

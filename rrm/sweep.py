@@ -332,6 +332,9 @@ def results_row(member: Member, i: int, report: Mapping[str, Any],
       "unsafe_events": (report.get("unacceptable_outcomes") or {}).get(
           "total"),
       "final_epic": (report.get("reward_epic") or {}).get("final"),
+      # The user's unacceptable flags (rrm.flags; None: the run had none).
+      "flags_spent": ((report.get("unacceptable_outcomes") or {}).get(
+          "flags") or {}).get("spent"),
       "iterations": last.get("iteration", 0),
       "env_steps": last.get("env_steps", 0),
       "wall_s": wall_s, "members_in_program": size,

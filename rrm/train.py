@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrm import agent as rrm_agent
-from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import diagnostics
 from rrm import envs as rrm_envs
 from rrm import feedback as rrm_feedback
+from rrm import flags as rrm_flags
 from rrm import labeling
 from rrm import oracle as rrm_oracle
 from rrm import queries as rrm_queries
@@ -49,11 +49,15 @@ from rrm import reward as rrm_reward
 from rrm import rollout
 from rrm import segments as rrm_segments
 from rrm import state as rrm_state
+from rrm import workdir as rrm_workdir
 from rrm.recursive import helpers as rrm_helpers
 
 # EPIC's action samples: a key folded from the iteration's pool key, so no
 # other draw of the iteration changes (rrm.state's key schedule).
 _EPIC_STREAM = 0x45504943
+# The safety classifier's keys, folded from init's reward key and from each
+# iteration's ask key for the same reason.
+_SAFETY_STREAM = 0x53414645
 
 
 class Train(NamedTuple):
@@ -80,42 +84,13 @@ def make_plan(config: rrm_config.TrainConfig) -> rrm_recursive.Plan:
   """The run's static plan: its tree, users and budget per node."""
   rec, fb = config.recursive, config.feedback
   if not rec.enabled:
-    return rrm_recursive.plain_plan(fb.budget, fb.initial_labels,
+    return rrm_recursive.plain_plan(config.preference_budget,
+                                    fb.initial_labels,
                                     fb.labels_per_round)
   return rrm_recursive.make_plan(
       rec.user, json.loads(rec.tree), rec.visible, rec.decay,
-      rec.level_fractions, rec.helpers == "perfect", fb.budget,
+      rec.level_fractions, rec.helpers == "perfect", config.preference_budget,
       fb.initial_labels, fb.labels_per_round)
-
-
-def load_warm_start(config: rrm_config.TrainConfig,
-                    envs: rrm_envs.Envs) -> rrm_checkpoint.LabelFile | None:
-  """Reads `feedback.warm_start_labels` and checks that it fits the run."""
-  fb = config.feedback
-  if not fb.warm_start_labels:
-    return None
-  lf = rrm_checkpoint.load_labels(fb.warm_start_labels)
-  where = f"labels file {fb.warm_start_labels}"
-  if lf.env and lf.env != config.env.name:
-    raise rrm_checkpoint.LabelsFileError(
-        f"{where} holds labels of env {lf.env!r}, this run trains "
-        f"{config.env.name!r}")
-  if lf.size and (lf.observation_size, lf.action_size) != (
-      envs.observation_size, envs.action_size):
-    raise rrm_checkpoint.LabelsFileError(
-        f"{where} has observations of size {lf.observation_size} and actions "
-        f"of size {lf.action_size}; env {config.env.name!r} has "
-        f"{envs.observation_size} and {envs.action_size}")
-  if lf.size and lf.segment_length != fb.segment_length:
-    raise rrm_checkpoint.LabelsFileError(
-        f"{where} holds segments of length {lf.segment_length}; "
-        f"config.feedback.segment_length={fb.segment_length}")
-  if not fb.warm_start_extra and lf.size > fb.budget:
-    raise rrm_config.ConfigError(
-        f"{where} holds {lf.size} labels, more than config.feedback.budget="
-        f"{fb.budget} they are counted against; raise the budget or declare "
-        "them extra (config.feedback.warm_start_extra=True, --labels_extra)")
-  return lf
 
 
 def pretrain_iterations(config: rrm_config.TrainConfig) -> int:
@@ -148,6 +123,7 @@ class _Parts(NamedTuple):
   initial_to_ask: int
   heldout: jax.Array
   epic: Callable | None  # (learned reward, data, key) -> metrics; None: off
+  safety: rrm_flags.Safety | None  # the unacceptable flags (None: off)
 
 
 def _make_epic(config: rrm_config.TrainConfig) -> Callable | None:
@@ -211,7 +187,20 @@ def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
       queries_per_round=max(int(quotas.max()), 1),
       label_capacity=label_capacity, initial_to_ask=initial_to_ask,
       heldout=rrm_reward.heldout_mask(label_capacity, rc.heldout_every),
-      epic=_make_epic(config))
+      epic=_make_epic(config),
+      safety=None if config.safety is None else rrm_flags.make_safety(
+          config.safety, obs_size, act_size, fb.segment_length,
+          fb.round_every))
+
+
+def _rl_reward_fn(p: _Parts, state: rrm_state.TrainState):
+  """The reward RL maximises this iteration: `_reward_fn`'s, less the
+  safety penalty when the run has flags (rrm.flags.penalised)."""
+  reward_fn = _reward_fn(p, state.reward, state.hyper)
+  if p.safety is None:
+    return reward_fn
+  return rrm_flags.penalised(reward_fn, p.safety.classifier, state.safety,
+                             p.safety.config.penalty)
 
 
 def _user_values(p: _Parts, pool, helper_state, teacher):
@@ -258,7 +247,7 @@ def _init(p: _Parts, seed_key, warm_labels, hyper: rrm_state.Hyper,
   reward = rrm_reward.init_reward_state(
       p.model, rrm_reward.make_optimizer(rc.learning_rate, rc.weight_decay),
       keys.reward, rc.ensemble_size)
-  helper_state, key_ask = None, keys.ask
+  helper_state, safety_state, key_ask = None, None, keys.ask
   if p.config.learned_reward:
     pool = _fill_pool(p, pool, env_state, keys)
     reward = reward.replace(input_normalizer=rrm_reward.fit_input_normalizer(
@@ -277,6 +266,11 @@ def _init(p: _Parts, seed_key, warm_labels, hyper: rrm_state.Hyper,
       labels = p.label_round(pool, returns, labels, user_teacher,
                              p.initial_to_ask, p.initial_to_ask,
                              jnp.int32(-1), key_ask, values)
+    if p.safety is not None:
+      safety_state = rrm_flags.init_safety_state(
+          p.safety.classifier, p.safety.optimizer,
+          jax.random.fold_in(keys.reward, _SAFETY_STREAM),
+          p.safety.config.flags, pool)
     if not pretrain_iterations(p.config):  # else: after pre-training
       reward, _ = p.initial_reward_update(reward, labels, keys.fit,
                                           hyper.reward_optimizer())
@@ -291,7 +285,7 @@ def _init(p: _Parts, seed_key, warm_labels, hyper: rrm_state.Hyper,
       env=env_state,
       episodes=rrm_state.init_episode_stats(p.config.env.num_envs),
       key=run.run, iteration=jnp.zeros((), jnp.int32),
-      helpers=helper_state))
+      helpers=helper_state, safety=safety_state))
 
 
 def _fit_or_keep(p: _Parts, state: rrm_state.TrainState, reward_state, labels,
@@ -359,8 +353,8 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
   keys = rrm_state.iteration_keys(state.key, state.iteration)
   # 1-3. rollout, relabel (the learned reward; None keeps the env's), RL
   policy_state, env_state, data, reward_for_rl, metrics = p.agent.learn(
-      state.policy, state.env, keys, state.hyper,
-      _reward_fn(p, state.reward, state.hyper), state.iteration)
+      state.policy, state.env, keys, state.hyper, _rl_reward_fn(p, state),
+      state.iteration)
   true_reward = data.reward  # [T, B]
   episodes = rollout.update_episode_stats(state.episodes, true_reward,
                                           reward_for_rl, 1.0 - data.discount)
@@ -391,6 +385,13 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
           true_reward, rollout.aspects(data)))
     new = new.replace(reward=reward_state, pool=pool, labels=labels,
                       helpers=helper_state)
+    if p.safety is not None:
+      safety_state, m = p.safety.step(  # the unacceptable flags' round
+          state.safety, state.iteration, data.observation, data.action,
+          rollout.outcome(data), data.reward, rollout.unsafe_events(data),
+          labels.spent, jax.random.fold_in(keys.ask, _SAFETY_STREAM))
+      metrics.update(m)
+      new = new.replace(safety=safety_state)
   new = new.replace(policy=policy_state)
   metrics.update(diagnostics.health_metrics(policy_state, new.reward))
   return rollout.strip_weak_types(new), metrics
@@ -404,7 +405,9 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
   """
   plan = make_plan(config)
   envs = rrm_envs.make_envs(config.env, plan.aspects)
-  warm = load_warm_start(config, envs) if config.learned_reward else None
+  warm = rrm_workdir.load_warm_start(
+      config, envs.observation_size,
+      envs.action_size) if config.learned_reward else None
   parts = _bind(config, plan, envs, warm.size if warm else 0)
   init_jit = jax.jit(functools.partial(_init, parts))
   warm_arrays = None if warm is None else jax.tree.map(

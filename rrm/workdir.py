@@ -106,7 +106,8 @@ def lock(workdir: str) -> Iterator[None]:
 # Config fields added after workdirs were first written, with the value an
 # older config.json (which lacks them) meant: such a run resumes unchanged.
 ADDED_LATER = {"rl": {"algorithm": "ppo"}, "sac": None,
-               "feedback.recent_segments": 0, "env.unsafe_event": "auto"}
+               "feedback.recent_segments": 0, "env.unsafe_event": "auto",
+               "safety": None}
 
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any],
@@ -266,9 +267,11 @@ def prepare_fresh(workdir: str, overwrite: bool) -> None:
 
 
 def _count(path: str) -> int | None:
+  """Labels and flags a labels file holds (None: unreadable)."""
   try:
     with np.load(path) as data:
-      return int(data["label"].shape[0])
+      return int(data["label"].shape[0]) + (
+          int(data["flag"].shape[0]) if "flag" in data.files else 0)
   except Exception:  # pylint: disable=broad-except
     return None  # unreadable
 
@@ -308,8 +311,9 @@ def keep_unsaved_labels(directory: str, restored: dict[str, int],
 
 def restored_counts(state: rrm_state.TrainState,
                     plan: rrm_recursive.Plan) -> dict[str, int]:
-  """The labels a (host) state holds, per exported file name."""
-  counts = {"labels.npz": int(state.labels.count)}
+  """The labels (and flags) a (host) state holds, per exported file name."""
+  counts = {"labels.npz": int(state.labels.count) + (
+      0 if state.safety is None else int(state.safety.flags.count))}
   if state.helpers is not None:
     for h, node in enumerate(plan.helpers):
       counts[f"labels.{node.name}.npz"] = int(state.helpers.labels.count[h])
@@ -318,9 +322,11 @@ def restored_counts(state: rrm_state.TrainState,
 
 def labels_view(state: rrm_state.TrainState) -> tuple[Any, Any, Any]:
   """The parts of a state `export_labels` writes: (root labels, teacher,
-  helpers' labels or None). Small enough to gather to one host."""
+  helpers' labels or None, unacceptable flags or None). Small enough to
+  gather to one host."""
   return (state.labels, state.teacher,
-          None if state.helpers is None else state.helpers.labels)
+          None if state.helpers is None else state.helpers.labels,
+          None if state.safety is None else state.safety.flags)
 
 
 def export_labels(view: tuple[Any, Any, Any], directory: str,
@@ -328,17 +334,51 @@ def export_labels(view: tuple[Any, Any, Any], directory: str,
                   plan: rrm_recursive.Plan) -> None:
   """Exports every label of a run (`labels_view` of its host state): the
   root's to labels.npz, each helper's (recursive runs) to
-  labels.<node>.npz."""
-  labels, teacher, helper_labels = view
+  labels.<node>.npz; the root user's flags go with its labels."""
+  labels, teacher, helper_labels, flags = view
   rrm_checkpoint.export_labels(labels, teacher,
                                os.path.join(directory, "labels.npz"),
-                               config.env.name)
+                               config.env.name, flags)
   if helper_labels is None:
     return
   for h, node in enumerate(plan.helpers):
     rrm_checkpoint.export_labels(
         jax.tree.map(lambda x, h=h: x[h], helper_labels), teacher,
         os.path.join(directory, f"labels.{node.name}.npz"), config.env.name)
+
+
+def load_warm_start(config: rrm_config.TrainConfig, observation_size: int,
+                    action_size: int) -> rrm_checkpoint.LabelFile | None:
+  """Reads `feedback.warm_start_labels` and checks that it fits the run (its
+  env's observation and action sizes)."""
+  fb = config.feedback
+  if not fb.warm_start_labels:
+    return None
+  lf = rrm_checkpoint.load_labels(fb.warm_start_labels)
+  where = f"labels file {fb.warm_start_labels}"
+  if lf.env and lf.env != config.env.name:
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} holds labels of env {lf.env!r}, this run trains "
+        f"{config.env.name!r}")
+  if lf.size and (lf.observation_size, lf.action_size) != (
+      observation_size, action_size):
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} has observations of size {lf.observation_size} and actions "
+        f"of size {lf.action_size}; env {config.env.name!r} has "
+        f"{observation_size} and {action_size}")
+  if lf.size and lf.segment_length != fb.segment_length:
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} holds segments of length {lf.segment_length}; "
+        f"config.feedback.segment_length={fb.segment_length}")
+  if not fb.warm_start_extra and lf.size > config.preference_budget:
+    flags = (f" (less the safety flags' {config.safety.budget_units} units)"
+             if config.safety is not None else "")
+    raise rrm_config.ConfigError(
+        f"{where} holds {lf.size} labels, more than config.feedback.budget="
+        f"{fb.budget}{flags} they are counted against; raise the budget or "
+        "declare "
+        "them extra (config.feedback.warm_start_extra=True, --labels_extra)")
+  return lf
 
 
 def write_json(path: str, value: Any) -> None:

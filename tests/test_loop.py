@@ -40,6 +40,7 @@ class FakeState:
   teacher: oracle.TeacherParams
   helpers: rrm_state.HelperState
   iteration: jax.Array
+  safety: None = None  # no unacceptable flags (rrm.flags)
 
 
 def _config(**changes):
@@ -365,12 +366,13 @@ def test_labels_that_the_workdir_refuses_are_written_elsewhere(
   export = rrm_checkpoint.export_labels
   state = {"full": False}
 
-  def export_on_a_filling_disk(dataset, teacher, path, env_name=""):
+  def export_on_a_filling_disk(dataset, teacher, path, env_name="",
+                               flags=None):
     if path.startswith(str(workdir)) and state["full"]:
       open(path + ".tmp.npz", "wb").close()  # what a full disk leaves
       os.remove(path + ".tmp.npz")
       raise OSError(28, "No space left on device")
-    return export(dataset, teacher, path, env_name)
+    return export(dataset, teacher, path, env_name, flags)
 
   def iteration(s):
     state["full"] = True  # from iteration 1 on

@@ -156,6 +156,22 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.report.epic_states = 16
   c.report.epic_actions = 8
 
+  # The unacceptable flag (rrm/flags.py): the user flags segments of the
+  # training rollouts that hold an unsafe event (env.unsafe_event), each flag
+  # costing flag_cost units of feedback.budget (the preference labels get the
+  # rest); a classifier of unsafe steps learns from them and RL maximises
+  # r - penalty * P(unsafe). flags=0: off (and penalty must be 0).
+  c.safety = ml_collections.ConfigDict()
+  c.safety.flags = 0  # flags over the run
+  c.safety.flag_cost = 0.5  # budget units per flag (a comparison costs 1)
+  c.safety.flags_per_round = 16  # flags asked every feedback.round_every
+  c.safety.mistake = 0.0  # probability the teacher's flag is wrong
+  c.safety.penalty = 0.0  # per step, in learned-reward standard deviations
+  c.safety.hidden_layer_sizes = (64, 64)
+  c.safety.learning_rate = 1e-3
+  c.safety.batch_size = 64
+  c.safety.num_steps = 50
+
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
   # the env's reward components, e.g.

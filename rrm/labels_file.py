@@ -1,0 +1,281 @@
+"""The labels file: a run's feedback as a plain `.npz` that outlives code.
+
+`export_labels` writes a run's label dataset (and its unacceptable flags,
+rrm.flags) atomically; `load_labels` reads one back, checking every array
+before any is used, so that a file that does not fit is refused naming the
+file and the field, never inside JAX. Schema in `export_labels`; files of
+every earlier schema version still load (READABLE_FORMATS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from rrm import feedback as rrm_feedback
+from rrm import segments as rrm_segments
+
+LABELS_FORMAT = "rrm.labels.v2"
+# Formats `load_labels` reads: v1 (written before the unacceptable flags)
+# is v2 without them.
+READABLE_FORMATS = ("rrm.labels.v1", LABELS_FORMAT)
+
+
+class LabelsFileError(ValueError):
+  """A labels file is missing, unreadable, or does not fit the run."""
+
+
+def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
+                  path: str, env_name: str = "", flags: Any = None) -> None:
+  """Writes the stored labels (and flags) to `path` (.npz), atomically.
+
+  Schema (N = labels stored, L = segment length):
+    format                                           [] str, "rrm.labels.v2"
+    env                                              [] str, env name
+    first_observation, second_observation            [N, L, obs_size] float32
+    first_action, second_action                      [N, L, action_size]
+    first_next_observation, second_next_observation  [N, L, obs_size]
+      (the step's outcome, before any auto-reset)
+    first_true_reward, second_true_reward            [N, L]  (hidden rewards)
+    label      [N] float32, P(second preferred): 0, 0.5 or 1
+    iteration  [N] int32, iteration that asked (-1: initial batch,
+               -2: imported from another labels file)
+    spent      [] int32, labels this run paid for (imported extra labels are
+               stored but not paid for, so spent may be < N)
+    teacher_<field>  [] teacher parameters (beta, equal_threshold, ...)
+  and, when the run has unacceptable flags (`flags`, rrm.flags.FlagDataset;
+  F = flags stored):
+    flag_observation, flag_action, flag_next_observation, flag_true_reward
+               [F, L, ...] the segments the user was shown
+    flag       [F] float32, 1: flagged unacceptable
+    flag_truth [F] float32, whether the segment held an unsafe event (the
+               synthetic teacher's hidden truth)
+    flag_iteration  [F] int32, iteration that asked
+  v1 files are v2 files without flags.
+  """
+  dataset = jax.device_get(dataset)
+  n = int(dataset.count)
+  arrays = {"format": np.asarray(LABELS_FORMAT), "env": np.asarray(env_name),
+            "label": np.asarray(dataset.label)[:n],
+            "iteration": np.asarray(dataset.iteration)[:n],
+            "spent": np.asarray(dataset.spent)}
+  for side in ("first", "second"):
+    segs = getattr(dataset, side)
+    for field in segs._fields:
+      arrays[f"{side}_{field}"] = np.asarray(getattr(segs, field))[:n]
+  for field in dataclasses.fields(teacher):
+    arrays[f"teacher_{field.name}"] = np.asarray(
+        jax.device_get(getattr(teacher, field.name)))
+  if flags is not None:
+    flags = jax.device_get(flags)
+    f = int(flags.count)
+    for field in flags.segments._fields:
+      arrays[f"flag_{field}"] = np.asarray(getattr(flags.segments,
+                                                   field))[:f]
+    arrays["flag"] = np.asarray(flags.flag)[:f]
+    arrays["flag_truth"] = np.asarray(flags.truth)[:f]
+    arrays["flag_iteration"] = np.asarray(flags.iteration)[:f]
+  tmp = path + ".tmp.npz"
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    # A full disk, a kill: no half-written file left to mislead.
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagRecord:
+  """A labels file's unacceptable flags (schema v2; rrm.flags)."""
+  segments: rrm_segments.Segments  # [F, L, ...] numpy
+  flag: np.ndarray  # [F] float32, 1: unacceptable
+  truth: np.ndarray  # [F] float32, the hidden truth
+  iteration: np.ndarray  # [F] int32
+
+  @property
+  def size(self) -> int:
+    return int(self.flag.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelFile:
+  """A labels file read back: N labelled pairs and where they came from."""
+  path: str
+  env: str
+  first: rrm_segments.Segments  # [N, L, ...] numpy
+  second: rrm_segments.Segments
+  label: np.ndarray  # [N] float32
+  iteration: np.ndarray  # [N] int32
+  teacher: dict[str, float]
+  flags: FlagRecord | None = None  # None: a v1 file, or a run without flags
+
+  @property
+  def size(self) -> int:
+    return int(self.label.shape[0])
+
+  @property
+  def segment_length(self) -> int:
+    return int(self.first.true_reward.shape[1])
+
+  @property
+  def observation_size(self) -> int:
+    return int(self.first.observation.shape[-1])
+
+  @property
+  def action_size(self) -> int:
+    return int(self.first.action.shape[-1])
+
+
+def _numeric(path: str, name: str, a: np.ndarray, kinds: str) -> None:
+  if a.dtype.kind not in kinds:
+    raise LabelsFileError(
+        f"labels file {path}: {name} holds {a.dtype} values, expected "
+        + ("integers" if kinds == "iu" else "numbers"))
+
+
+def _segments(path: str, arrays: dict[str, np.ndarray], n: int
+              ) -> dict[str, rrm_segments.Segments]:
+  """Both sides' segments, every field of the schema's shape (one N, L,
+  observation and action size throughout) and finite."""
+  fields = rrm_segments.Segments._fields
+  ref = arrays["first_observation"]
+  if ref.ndim != 3 or ref.shape[0] != n:
+    raise LabelsFileError(
+        f"labels file {path}: first_observation has shape {ref.shape}, "
+        f"expected [N={n}, L, observation size]")
+  _, length, obs = ref.shape
+  act = (arrays["first_action"].shape[-1]
+         if arrays["first_action"].ndim == 3 else -1)
+  want = {"observation": (n, length, obs), "next_observation":
+          (n, length, obs), "action": (n, length, act),
+          "true_reward": (n, length)}
+  sides = {}
+  for side in ("first", "second"):
+    for f in fields:
+      a = arrays[f"{side}_{f}"]
+      if a.shape != want[f] or (f == "action" and act < 1):
+        raise LabelsFileError(
+            f"labels file {path}: {side}_{f} has shape {a.shape}, expected "
+            f"{want[f]} (N={n} pairs, segments of L={length} steps, "
+            f"observations of {obs}"
+            + (f", actions of {act}" if act > 0 else "") + ")")
+      if not np.all(np.isfinite(a)):
+        raise LabelsFileError(f"labels file {path}: {side}_{f} holds "
+                              "non-finite values")
+    sides[side] = rrm_segments.Segments(*[
+        arrays[f"{side}_{f}"].astype(np.float32) for f in fields])
+  return sides
+
+
+def load_labels(path: str) -> LabelFile:
+  """Reads and checks a labels file written by `export_labels`.
+
+  Every array is checked before any is used: numeric, and of the schema's
+  shape ([N] labels and iterations; [N, L, obs], [N, L, act], [N, L]
+  segments, one N, L, obs and act across all of them), so that a file that
+  does not fit is refused naming the file and the field, never inside JAX.
+  """
+  if not os.path.isfile(path):
+    raise LabelsFileError(f"labels file {path} does not exist")
+  try:
+    with open(path, "rb") as f:
+      magic = f.read(4)
+  except OSError as e:
+    raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
+  if magic != b"PK\x03\x04":  # an .npz is a zip archive
+    raise LabelsFileError(
+        f"{path} is not an rrm labels file (not an .npz archive; rrm writes "
+        "labels.npz with rrm.checkpoint.export_labels)")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      arrays = {k: data[k] for k in data.files}
+  except Exception as e:  # pylint: disable=broad-except
+    raise LabelsFileError(f"labels file {path} cannot be read: {e}") from e
+  fmt = str(arrays.get("format", ""))
+  if fmt not in READABLE_FORMATS:
+    raise LabelsFileError(
+        f"{path} is not an rrm labels file (format {fmt!r}, expected one of "
+        f"{', '.join(map(repr, READABLE_FORMATS))})")
+  fields = rrm_segments.Segments._fields
+  missing = [k for k in ["label", "iteration"] + [
+      f"{s}_{f}" for s in ("first", "second") for f in fields]
+             if k not in arrays]
+  if missing:
+    raise LabelsFileError(f"labels file {path} lacks {', '.join(missing)}")
+  for k in ["label"] + [f"{s}_{f}" for s in ("first", "second")
+                        for f in fields]:
+    _numeric(path, k, arrays[k], "biuf")
+  _numeric(path, "iteration", arrays["iteration"], "iu")
+  n = arrays["label"].shape[0] if arrays["label"].ndim else 0
+  for k in ("label", "iteration"):
+    if arrays[k].shape != (n,):
+      raise LabelsFileError(
+          f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
+          f"({n},): one value per labelled pair")
+  sides = _segments(path, arrays, n)
+  label = arrays["label"].astype(np.float32)
+  if not np.all(np.isin(label, (0.0, 0.5, 1.0))):
+    raise LabelsFileError(f"labels file {path}: labels must be 0, 0.5 or 1")
+  teacher = {}
+  for k, v in arrays.items():
+    if k.startswith("teacher_"):
+      _numeric(path, k, v, "biuf")
+      teacher[k[len("teacher_"):]] = float(v)
+  return LabelFile(path=path, env=str(arrays.get("env", "")),
+                   first=sides["first"], second=sides["second"], label=label,
+                   iteration=arrays["iteration"].astype(np.int32),
+                   teacher=teacher, flags=_flags(path, arrays, sides))
+
+
+def _flags(path: str, arrays: dict[str, np.ndarray],
+           sides: dict[str, rrm_segments.Segments]) -> FlagRecord | None:
+  """The file's flags (None without), of the preferences' L, observation
+  and action sizes, checked as they are."""
+  fields = rrm_segments.Segments._fields
+  names = ["flag", "flag_truth", "flag_iteration"] + [f"flag_{f}"
+                                                      for f in fields]
+  present = [k for k in names if k in arrays]
+  if not present:
+    return None
+  missing = [k for k in names if k not in arrays]
+  if missing:
+    raise LabelsFileError(f"labels file {path} has flags but lacks "
+                          f"{', '.join(missing)}")
+  for k in names:
+    _numeric(path, k, arrays[k], "iu" if k == "flag_iteration" else "biuf")
+  f = arrays["flag"].shape[0] if arrays["flag"].ndim else -1
+  ref = sides["first"]
+  length, obs, act = (ref.observation.shape[1], ref.observation.shape[2],
+                      ref.action.shape[2])
+  want = {"flag": (f,), "flag_truth": (f,), "flag_iteration": (f,),
+          "flag_observation": (f, length, obs),
+          "flag_next_observation": (f, length, obs),
+          "flag_action": (f, length, act), "flag_true_reward": (f, length)}
+  for k, shape in want.items():
+    if arrays[k].shape != shape or f < 0:
+      raise LabelsFileError(
+          f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
+          f"{shape} (F flags of segments as the preferences' L={length}, "
+          f"observations of {obs}, actions of {act})")
+    if not np.all(np.isfinite(arrays[k])):
+      raise LabelsFileError(f"labels file {path}: {k} holds non-finite "
+                            "values")
+  for k in ("flag", "flag_truth"):
+    if not np.all(np.isin(arrays[k], (0.0, 1.0))):
+      raise LabelsFileError(f"labels file {path}: {k} must be 0 or 1")
+  return FlagRecord(
+      segments=rrm_segments.Segments(*[
+          arrays[f"flag_{f}"].astype(np.float32) for f in fields]),
+      flag=arrays["flag"].astype(np.float32),
+      truth=arrays["flag_truth"].astype(np.float32),
+      iteration=arrays["flag_iteration"].astype(np.int32))
