@@ -26,6 +26,13 @@ return falls over `report.hacking_window` iterations), `reward_epic`
 offline members it flags, its false-alarm rate the share of online ones.
 `:<env>:<seeds>` changes the number of seeds (default 5); `:<env>:smoke`
 is a CPU-tiny variant.
+
+`point_hazard:misspecified[:<seeds>]` injects a misspecification instead:
+two online units whose user compares through the task tree, one seeing
+every component (recursive.user = "full_view": the true reward) and one
+ignoring the hazard component (recursive.user = "limited" with goal and
+effort visible). The detector's AUROC over the runs' scores
+(experiments/plot_hacking.py) says how well it tells them apart.
 """
 
 from experiments.configs import inverted_pendulum
@@ -58,6 +65,8 @@ def get_sweep(arg: str = "") -> sweep.SweepDef:
                      f"{', '.join(ENVS)} (e.g. point_hazard or "
                      "point_hazard:smoke)")
   env, rest = parts[0], parts[1:]
+  if rest[:1] == ["misspecified"]:
+    return _misspecified(env, rest[1:])
   smoke = rest == ["smoke"]
   seeds = int(rest[0]) if rest and rest[0].isdigit() else (2 if smoke else 5)
   base = _base(env, smoke)
@@ -67,3 +76,17 @@ def get_sweep(arg: str = "") -> sweep.SweepDef:
       members=sweep.product(
           sweep.values("feedback.budget", [initial, base.feedback.budget]),
           sweep.values("seed", tuple(range(seeds)))))
+
+
+def _misspecified(env: str, rest: list[str]) -> sweep.SweepDef:
+  if env != "point_hazard":
+    raise ValueError(f"hacking sweep {env}:misspecified: only point_hazard "
+                     "has a task tree whose components a teacher can ignore")
+  smoke = rest == ["smoke"]
+  seeds = int(rest[0]) if rest and rest[0].isdigit() else (2 if smoke else 5)
+  base = _base(env, smoke)
+  base.recursive.visible = ("reward_goal", "reward_ctrl")  # not the hazard
+  return sweep.SweepDef(base=base, members=sweep.product(
+      sweep.values("recursive.user", ["full_view", "limited"]),
+      sweep.values("seed", tuple(range(seeds)))))
+

@@ -10,7 +10,16 @@ true: right), the iterations the reward-hacking detector flagged shaded.
 Prints, per unit, the members the detector flagged (the hit rate on
 offline runs, the false-alarm rate on online ones), their final returns
 and final EPIC distances, read from each member's report.json and
-metrics.jsonl (rrm.sweep's layout: <workdir>/<unit>/members/NNN/).
+metrics.jsonl (rrm.sweep's layout: <workdir>/<unit>/members/NNN/); and
+the detector's AUROC: how well each run's detector score (report.json's
+`reward_hacking.score`, the best window's min(learned trend, -true trend))
+ranks the offline or misspecified runs above the online ones.
+
+The misspecification sweep (`experiments/hacking.py:point_hazard:
+misspecified`) has a "misspecified" unit (a teacher that ignores one
+reward component) and an "online" one (the same user perceiving all);
+`--workdir` takes several workdirs, comma-separated, whose units are
+pooled by kind.
 """
 
 from __future__ import annotations
@@ -23,10 +32,16 @@ from absl import app
 from absl import flags
 
 from launch import report as sweep_report
+from rrm import hacking
 
 
 def load(workdir: str) -> dict[str, list[dict]]:
-  """"offline"/"online" -> per member {seed, rows, report}."""
+  """"offline"/"online"/"misspecified" -> per member {seed, rows, report}.
+
+  A unit is offline when its budget is its initial batch, misspecified when
+  its user is the limited one (it perceives only recursive.visible), else
+  online.
+  """
   out = {}
   for unit in sorted(glob.glob(os.path.join(workdir, "u*", ""))):
     members = []
@@ -38,12 +53,23 @@ def load(workdir: str) -> dict[str, list[dict]]:
       with open(os.path.join(d, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
       fb = config["feedback"]
+      user = (config.get("recursive") or {}).get("user", "none")
+      kind = ("offline" if fb["budget"] == fb["initial_labels"] else
+              "misspecified" if user == "limited" else "online")
       members.append({"seed": config["seed"], "rows": rows, "report": report,
-                      "kind": ("offline" if fb["budget"] == fb["initial_labels"]
-                               else "online")})
+                      "kind": kind})
     if members:
-      out[members[0]["kind"]] = members
+      out.setdefault(members[0]["kind"], []).extend(members)
   return out
+
+
+def detector_auroc(runs: dict[str, list[dict]], kind: str) -> float:
+  """AUROC of the runs' detector scores, `kind` (offline, misspecified)
+  as the positives and the online runs as the negatives."""
+  score = lambda m: m["report"]["reward_hacking"].get("score")
+  pos = [score(m) for m in runs.get(kind, []) if score(m) is not None]
+  neg = [score(m) for m in runs.get("online", []) if score(m) is not None]
+  return hacking.auroc(pos, neg)
 
 
 def summary(kind: str, members: list[dict]) -> str:
@@ -66,7 +92,7 @@ def plot(runs: dict[str, list[dict]], out: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  kinds = [k for k in ("offline", "online") if k in runs]
+  kinds = [k for k in ("offline", "misspecified", "online") if k in runs]
   fig, axes = plt.subplots(1, len(kinds), figsize=(6.0 * len(kinds), 3.8),
                            squeeze=False)
   for ax, kind in zip(axes[0], kinds):
@@ -91,11 +117,18 @@ def plot(runs: dict[str, list[dict]], out: str) -> None:
 
 def main(argv):
   del argv
-  runs = load(flags.FLAGS.workdir)
+  runs = {}
+  for workdir in flags.FLAGS.workdir.split(","):
+    for kind, members in load(workdir).items():
+      runs.setdefault(kind, []).extend(members)
   if not runs:
     raise app.UsageError(f"no finished members under {flags.FLAGS.workdir}")
   for kind, members in runs.items():
     print(summary(kind, members))
+  for kind in ("offline", "misspecified"):
+    if kind in runs and "online" in runs:
+      print(f"detector AUROC, {kind} vs online: "
+            f"{detector_auroc(runs, kind):.3f}")
   if flags.FLAGS.out:
     plot(runs, flags.FLAGS.out)
     print(f"figure: {flags.FLAGS.out}")
@@ -103,7 +136,7 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "An experiments/hacking.py sweep's "
-                      "--workdir.")
+                      "--workdir (several: comma-separated).")
   flags.DEFINE_string("out", None, "Where to write the PNG figure.")
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

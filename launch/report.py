@@ -34,7 +34,7 @@ RESULT_COLUMNS = (
     "unit", "member", "seed", "env", "final_return", "best_return",
     "labels_to_threshold", "normalised_return", "labels_spent", "iterations",
     "env_steps", "wall_s", "members_in_program", "diverged", "unsafe_events",
-    "final_epic", "flags_spent")
+    "final_epic", "flags_spent", "hacking_score")
 METRICS = ("final_return", "best_return", "normalised_return",
            "labels_to_threshold", "unsafe_events", "final_epic")
 

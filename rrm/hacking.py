@@ -160,3 +160,25 @@ def hacking_flags(learned_return: np.ndarray, true_return: np.ndarray,
     flags[t] = (trend(learned[span]) >= threshold
                 and trend(true[span]) <= -threshold)
   return flags
+
+
+def hacking_score(learned_trend: float, true_trend: float) -> float:
+  """How strongly one window shows the signature, in [-1, 1]:
+  min(trend(learned), -trend(true)). `hacking_flags` flags exactly the
+  windows whose score is >= its threshold, so a run's highest score is the
+  threshold at which the detector would first have flagged it."""
+  return float(min(learned_trend, -true_trend))
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+  """Area under the ROC curve of scores that should be higher for the
+  positives: P(score of a random positive > that of a random negative),
+  ties counting one half (the Mann-Whitney U statistic over n_pos x n_neg).
+  1: every positive above every negative; 0.5: no better than chance; nan
+  without both classes."""
+  pos = np.asarray(positive, np.float64)[:, None]
+  neg = np.asarray(negative, np.float64)[None, :]
+  if pos.size == 0 or neg.size == 0:
+    return float("nan")
+  return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+

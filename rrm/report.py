@@ -125,14 +125,17 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
   """The detector over a run's iterations (see the module docstring).
 
   Returns {"window", "threshold", "flagged_iterations", "first_flagged",
-  "learned_trend", "true_trend"} (the trends of the last window), or with
+  "learned_trend", "true_trend" (the trends of the last window), "score"
+  (the highest `hacking.hacking_score` of any window: the run's detector
+  score, which an AUROC over runs ranks)}, or with
   "off" naming why nothing was computed: window 0, a true-reward run (its
   learned return is the true one), or fewer iterations than the window.
   """
   rows = [m for m in metrics if "iteration" in m]
   out: dict[str, Any] = {"window": window, "threshold": threshold,
                          "flagged_iterations": [], "first_flagged": None,
-                         "learned_trend": None, "true_trend": None}
+                         "learned_trend": None, "true_trend": None,
+                         "score": None}
   if window == 0:
     return {**out, "off": "config.report.hacking_window=0"}
   if not rows or any(LEARNED not in m for m in rows):
@@ -147,7 +150,10 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
   return {**out, "flagged_iterations": flagged,
           "first_flagged": flagged[0] if flagged else None,
           "learned_trend": last["hacking/learned_trend"],
-          "true_trend": last["hacking/true_trend"]}
+          "true_trend": last["hacking/true_trend"],
+          "score": max(hacking.hacking_score(d["hacking/learned_trend"],
+                                             d["hacking/true_trend"])
+                       for _, d in decided if d)}
 
 
 def unsafe_total(metrics: Iterable[Mapping[str, Any]]) -> float:

@@ -332,6 +332,8 @@ def results_row(member: Member, i: int, report: Mapping[str, Any],
       "unsafe_events": (report.get("unacceptable_outcomes") or {}).get(
           "total"),
       "final_epic": (report.get("reward_epic") or {}).get("final"),
+      # The reward-hacking detector's score (rrm.report.reward_hacking).
+      "hacking_score": (report.get("reward_hacking") or {}).get("score"),
       # The user's unacceptable flags (rrm.flags; None: the run had none).
       "flags_spent": ((report.get("unacceptable_outcomes") or {}).get(
           "flags") or {}).get("spent"),

@@ -56,6 +56,19 @@ def test_hacking_sweeps_plan_an_offline_and_an_online_unit(env):
     hacking.get_sweep("hopper")
 
 
+def test_the_misspecification_sweep_differs_in_what_the_user_sees():
+  from experiments import hacking  # pylint: disable=g-import-not-at-top
+  units = sweep.plan_units(hacking.get_sweep("point_hazard:misspecified"))
+  full, limited = (u.members[0].config for u in units)
+  assert (full.recursive.user, limited.recursive.user) == ("full_view",
+                                                           "limited")
+  assert limited.recursive.visible == ("reward_goal", "reward_ctrl")
+  assert full.feedback == limited.feedback
+  assert [m.config.seed for m in units[1].members] == list(range(5))
+  with pytest.raises(ValueError, match="only point_hazard"):
+    hacking.get_sweep("inverted_pendulum:misspecified")
+
+
 def test_point_hazard_geometries_differ_only_in_the_hazard():
   beside = recursive.get_sweep("point_hazard").base
   on_path = recursive.get_sweep("point_hazard_on_path").base
@@ -214,7 +227,8 @@ def test_hacking_figure_and_rates_from_a_sweeps_files(tmp_path):
                                      "initial_labels": 10}}))
       (d / "report.json").write_text(json.dumps({
           "final_return": -50.0 - seed,
-          "reward_hacking": {"flagged_iterations": flagged},
+          "reward_hacking": {"flagged_iterations": flagged, "score": (
+              (0.8, 0.2) if budget == 10 else (0.3, 0.1))[seed]},
           "reward_epic": {"final": 0.5 if budget == 10 else 0.1}}))
       (d / "metrics.jsonl").write_text("".join(json.dumps({
           "iteration": i, "rollout/learned_episode_return": float(i),
@@ -222,6 +236,8 @@ def test_hacking_figure_and_rates_from_a_sweeps_files(tmp_path):
                                                for i in range(1, 6)))
   runs = plot_hacking.load(str(tmp_path))
   assert sorted(runs) == ["offline", "online"]
+  # Scores: offline 0.8, 0.2; online 0.3, 0.1 -> 3 of 4 pairs right.
+  assert plot_hacking.detector_auroc(runs, "offline") == 0.75
   assert plot_hacking.summary("offline", runs["offline"]).startswith(
       "offline: detector flagged 1/2 (seeds [0]); final return -50.5")
   assert "flagged 0/2" in plot_hacking.summary("online", runs["online"])

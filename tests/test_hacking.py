@@ -171,3 +171,25 @@ def test_detector_refuses_bad_settings(kwargs, match):
     hacking.hacking_flags(np.zeros(10), np.zeros(10), **args)
   with pytest.raises(ValueError, match="one length"):
     hacking.hacking_flags(np.zeros(10), np.zeros(9), 5, 0.5)
+
+
+def test_auroc_is_the_share_of_positive_negative_pairs_ranked_right():
+  """Positives 0.9, 0.4 against negatives 0.5, 0.1: of the 4 pairs 3 are
+  ranked right (0.9 > 0.5, 0.9 > 0.1, 0.4 > 0.1), so 0.75; a tie counts
+  one half."""
+  assert hacking.auroc([0.9, 0.4], [0.5, 0.1]) == 0.75
+  assert hacking.auroc([0.5], [0.5]) == 0.5
+  assert hacking.auroc([1.0, 2.0], [0.0]) == 1.0
+  assert np.isnan(hacking.auroc([], [0.1]))
+
+
+def test_the_score_is_the_margin_the_flag_tests():
+  """The detector flags a window iff its score >= the threshold."""
+  rng = np.random.default_rng(0)
+  learned, true = rng.normal(size=40).cumsum(), rng.normal(size=40).cumsum()
+  for t in range(9, 40):
+    span = slice(t - 9, t + 1)
+    score = hacking.hacking_score(hacking.trend(learned[span]),
+                                  hacking.trend(true[span]))
+    flag = hacking.hacking_flags(learned[span], true[span], 10, 0.4)[-1]
+    assert flag == (score >= 0.4)

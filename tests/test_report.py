@@ -51,6 +51,10 @@ def test_reward_hacking_flags_learned_up_true_down_windows():
   # learned rises throughout: tau 1. Ending at 6: true (3, 4, 5, 3): +1/6.
   assert r["flagged_iterations"] == [7, 8, 9, 10] and r["first_flagged"] == 7
   assert r["learned_trend"] == 1.0 and r["true_trend"] == -1.0
+  # The run's score: its best window's min(learned, -true) trend, 1.0 at
+  # the end; the healthy first windows alone score -1 (true rises, +1).
+  assert r["score"] == 1.0
+  assert report.reward_hacking(rows[:5], 4, 0.6)["score"] == -1.0
   # nan (no completed episode in an iteration) is left out of its windows.
   rows[7]["rollout/true_episode_return"] = None
   assert report.reward_hacking(rows, 4, 0.6)["first_flagged"] == 7
