@@ -15,6 +15,12 @@ them ("-" where none has).
 
 Groups: by default every override column except the seed (so seeds are the
 replicates); --group_by names the columns instead.
+
+It also writes the sweep's certificate into --workdir (rrm.certificate.
+write_sweep): report.md and report.json with these groups' measures, and
+PNG figures of each group's mean over iterations with its 95 % band (true
+returns, held-out accuracy and EPIC, cumulative unsafe events), with the
+provenance; launch.sweep writes the same at the end of every sweep.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 
 # Result columns that are not overrides (everything else in a row is one).
 RESULT_COLUMNS = (
@@ -88,12 +95,19 @@ def collect(workdir: str, units: Iterable[str] | None = None,
   return rows
 
 
+def group_columns(rows: Sequence[Mapping[str, Any]],
+                  group_by: Sequence[str] | None = None) -> list[str]:
+  """The columns that define a group: `group_by`, or every override."""
+  if group_by is not None:
+    return list(group_by)
+  return list(dict.fromkeys(
+      k for r in rows for k in r if k not in RESULT_COLUMNS))
+
+
 def aggregate(rows: Sequence[Mapping[str, Any]],
               group_by: Sequence[str] | None = None) -> list[dict[str, Any]]:
   """One dict per group: its key columns, n, diverged and metric mean/CI."""
-  if group_by is None:
-    group_by = list(dict.fromkeys(
-        k for r in rows for k in r if k not in RESULT_COLUMNS))
+  group_by = group_columns(rows, group_by)
   groups: dict[tuple, list[Mapping[str, Any]]] = {}
   for r in rows:
     groups.setdefault(tuple(json.dumps(r.get(k), sort_keys=True)
@@ -144,6 +158,21 @@ def format_table(groups: Sequence[Mapping[str, Any]]) -> str:
                    + [fmt(l) for l in lines])
 
 
+def write_certificate(workdir: str, rows: Sequence[Mapping[str, Any]],
+                      group_by: Sequence[str] | None = None) -> list[str]:
+  """The sweep's certificate (rrm.certificate.write_sweep) into `workdir`;
+  a failure to write it is a warning, never the sweep's end."""
+  from rrm import certificate  # pylint: disable=g-import-not-at-top
+  columns = group_columns(rows, group_by)
+  try:
+    return certificate.write_sweep(workdir, rows, aggregate(rows, columns),
+                                   columns, mean_ci)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("the sweep certificate was not written: %s: %s",
+                    type(e).__name__, e)
+    return []
+
+
 def main(argv):
   del argv
   workdir = flags.FLAGS.workdir
@@ -151,6 +180,9 @@ def main(argv):
   if not rows:
     raise app.UsageError(f"no finished work unit under {workdir}")
   print(format_table(aggregate(rows, flags.FLAGS.group_by)))
+  written = write_certificate(workdir, rows, flags.FLAGS.group_by)
+  if written:
+    print(f"certificate: {written[0]}")
 
 
 if __name__ == "__main__":

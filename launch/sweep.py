@@ -535,6 +535,7 @@ def main(argv):
   rows = sweep_report.collect(workdir, [u.name for u in units])
   if rows:
     print(sweep_report.format_table(sweep_report.aggregate(rows)))
+    sweep_report.write_certificate(workdir, rows)
   if failures:
     sys.exit("error: work units failed: " + "; ".join(failures))
   if stopped:

@@ -19,6 +19,18 @@ sweep member) writes into its directory, at the end of the host loop:
                        component's share of the true-reward baseline's
   certificate_unsafe.png  unsafe events in the training rollouts
                        (rrm.safety): per iteration and cumulative
+
+A sweep's certificate (`write_sweep`, called by launch.sweep at its end and
+by launch.report) goes to the sweep's --workdir: report.md with one row per
+group of members (the seeds as replicates) and its measures as mean ± the
+half-width of a 95 % Student-t interval, report.json with the same numbers,
+and figures of the groups' means over iterations with their 95 % bands:
+
+  sweep_returns.png    evaluated true return; training rollouts' true
+                       episode return
+  sweep_feedback.png   held-out label accuracy; EPIC distance (where runs
+                       have it)
+  sweep_unsafe.png     cumulative unsafe events in training
 """
 
 from __future__ import annotations
@@ -203,3 +215,155 @@ def write(directory: str, history: Sequence[Mapping[str, Any]],
     f.write("\n".join(lines) + "\n")
   os.replace(path + ".tmp", path)
   return [path] + written
+
+
+SWEEP_FIGURES = ("sweep_returns.png", "sweep_feedback.png",
+                 "sweep_unsafe.png")
+
+
+def _band(histories: Sequence[Sequence[Mapping[str, Any]]], key: str,
+          mean_ci) -> tuple[list[int], list[float], list[float]]:
+  """Per iteration, the mean and 95 % half-width of `key` over the members
+  that have a finite value there."""
+  by_it: dict[int, list[float]] = {}
+  for history in histories:
+    for it, v in zip(*_series(history, key)):
+      by_it.setdefault(it, []).append(v)
+  its = sorted(by_it)
+  stats = [mean_ci(by_it[i]) for i in its]
+  return its, [m for m, _ in stats], [0.0 if math.isnan(c) else c
+                                      for _, c in stats]
+
+
+def _sweep_figures(workdir: str, groups: Sequence[Mapping[str, Any]],
+                   mean_ci) -> list[str]:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  panels = {
+      SWEEP_FIGURES[0]: (("eval/true_return", "eval true return"),
+                         ("rollout/true_episode_return",
+                          "rollout true episode return")),
+      SWEEP_FIGURES[1]: (("reward/heldout_accuracy", "held-out accuracy"),
+                         ("reward/epic", "EPIC distance")),
+      SWEEP_FIGURES[2]: (("safety/unsafe_events_total",
+                          "cumulative unsafe events"),),
+  }
+  written = []
+  for name, keys in panels.items():
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.6 * len(keys), 3.6),
+                             squeeze=False)
+    drawn = False
+    for ax, (key, label) in zip(axes[0], keys):
+      for i, g in enumerate(groups):
+        its, mean, ci = _band(g["histories"], key, mean_ci)
+        if not its:
+          continue
+        drawn = True
+        lo = [m - c for m, c in zip(mean, ci)]
+        hi = [m + c for m, c in zip(mean, ci)]
+        ax.plot(its, mean, color=f"C{i}", label=f"{g['name']} (n={g['n']})")
+        ax.fill_between(its, lo, hi, color=f"C{i}", alpha=0.2)
+      ax.set_xlabel("iteration")
+      ax.set_title(f"{label}: mean, 95 % CI", fontsize="small")
+      if ax.lines:
+        ax.legend(fontsize="x-small")
+    if drawn:
+      fig.tight_layout()
+      written.append(_save(fig, workdir, name))
+    plt.close(fig)
+  return written
+
+
+def _read_json(path: str) -> Any:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_sweep(workdir: str, rows: Sequence[Mapping[str, Any]],
+                groups: Sequence[Mapping[str, Any]],
+                group_by: Sequence[str], mean_ci) -> list[str]:
+  """Writes the sweep's report.md, report.json and figures into `workdir`.
+
+  Args:
+    workdir: the sweep's --workdir (units under it, rrm.sweep's layout).
+    rows: every finished member's results row (launch.report.collect).
+    groups: launch.report.aggregate(rows, group_by).
+    group_by: the columns that define a group.
+    mean_ci: (values) -> (mean, 95 % half-width), launch.report.mean_ci.
+  Returns the paths written.
+  """
+  from rrm import __version__  # pylint: disable=g-import-not-at-top
+  from rrm import checkpoint as rrm_checkpoint  # pylint: disable=g-import-not-at-top
+  key = lambda r: tuple(json.dumps(r.get(k), sort_keys=True)
+                        for k in group_by)
+  members: dict[tuple, list[str]] = {}
+  for r in rows:
+    members.setdefault(key(r), []).append(os.path.join(
+        workdir, r["unit"], "members", f"{int(r['member']):03d}"))
+  named = []
+  for g in groups:
+    dirs = members.get(key(g), [])
+    reports = [r for r in (_read_json(os.path.join(d, "report.json"))
+                           for d in dirs) if r is not None]
+    flagged = sum(1 for rp in reports
+                  if (rp.get("reward_hacking") or {}).get("flagged_iterations"))
+    named.append({**g, "name": ", ".join(f"{k}={g.get(k)}" for k in group_by)
+                  or "all", "hacking_flagged": flagged,
+                  "histories": [_read_jsonl(os.path.join(d, "metrics.jsonl"))
+                                for d in dirs]})
+  written = _sweep_figures(workdir, named, mean_ci)
+  measures = [k[:-len("_ci95")] for k in groups[0] if k.endswith("_ci95")]
+  lines = ["# Sweep certificate", "",
+           f"{len(rows)} members in {len(groups)} groups (by "
+           f"{', '.join(group_by) or 'nothing'}; the seeds are the "
+           "replicates). Mean ± half-width of the 95 % Student-t interval "
+           "over a group's members (n: members with the measure).", "",
+           "| group | members | " + " | ".join(measures)
+           + " | flagged by the hacking detector |",
+           "|---" * (len(measures) + 3) + "|"]
+  for g in named:
+    cells = []
+    for m in measures:
+      mean, ci = g[m], g[m + "_ci95"]
+      cells.append("-" if not math.isfinite(mean) else f"{mean:.4g}"
+                   + (f" ± {ci:.2g}" if math.isfinite(ci) else "")
+                   + f" (n={g[m + '_n']})")
+    lines.append(f"| {g['name']} | {g['n']}"
+                 + (f" ({g['diverged']} diverged)" if g["diverged"] else "")
+                 + " | " + " | ".join(cells)
+                 + f" | {g['hacking_flagged']}/{g['n']} |")
+  lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
+                   for p in written]
+  lines += ["", "## Provenance", "", "| | |", "|---|---|",
+            f"| rrm | {__version__} |",
+            f"| git revision | {rrm_checkpoint.git_revision()} |"]
+  for name, version in sorted(rrm_checkpoint.package_versions().items()):
+    lines.append(f"| {name} | {version} |")
+  for unit in sorted({r["unit"] for r in rows}):
+    path = os.path.join(workdir, unit, "sweep.json")
+    if os.path.exists(path):
+      with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+      lines.append(f"| {unit} sweep.json SHA-256 | `{digest}` |")
+  out = os.path.join(workdir, "report.md")
+  with open(out + ".tmp", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  os.replace(out + ".tmp", out)
+  data = os.path.join(workdir, "report.json")
+  with open(data + ".tmp", "w") as f:
+    json.dump({"group_by": list(group_by), "groups": [
+        {k: v for k, v in g.items() if k != "histories"} for g in named]},
+              f, indent=2, sort_keys=True, default=str)
+  os.replace(data + ".tmp", data)
+  return [out, data] + written
+

@@ -1,8 +1,11 @@
 """Feedback efficiency: labels-to-threshold and normalised return."""
 
+import json
+
 import numpy as np
 import pytest
 
+from launch import report as sweep_report
 from rrm import report
 
 
@@ -112,7 +115,6 @@ def test_reward_result_gap_is_the_share_of_the_baseline_per_component():
 
 
 def test_sweep_report_averages_the_challenges_measures_per_group():
-  from launch import report as sweep_report  # pylint: disable=g-import-not-at-top
   rows = [{"seed": s, "user": u, "final_return": 1.0, "unsafe_events": n,
            "final_epic": e}
           for s, u, n, e in [(0, "a", 3, 0.4), (1, "a", 5, 0.2),
@@ -125,3 +127,45 @@ def test_sweep_report_averages_the_challenges_measures_per_group():
   assert groups["b"]["final_epic_n"] == 0
   table = sweep_report.format_table(list(groups.values()))
   assert "unsafe events" in table and "final EPIC" in table
+
+
+def test_a_sweep_certificate_gives_each_groups_mean_and_band(tmp_path):
+  """Two groups of two members (hand-written files in rrm.sweep's layout):
+  report.md has one row per group with mean ± 95 % half-width, the
+  detector's hits, the provenance; report.json the same numbers; every
+  figure is a real PNG."""
+  from rrm import certificate  # pylint: disable=g-import-not-at-top
+  rows = []
+  for unit, flags_, finals in (("u000_flags=0", 0, (-130.0, -120.0)),
+                               ("u001_flags=8", 8, (-40.0, -30.0))):
+    (tmp_path / unit).mkdir()
+    (tmp_path / unit / "sweep.json").write_text("[]")
+    for i, final in enumerate(finals):
+      d = tmp_path / unit / "members" / f"{i:03d}"
+      d.mkdir(parents=True)
+      (d / "metrics.jsonl").write_text("".join(json.dumps({
+          "iteration": it, "eval/true_return": final * it / 3,
+          "rollout/true_episode_return": final,
+          "reward/heldout_accuracy": 0.5 + 0.1 * it,
+          "safety/unsafe_events_total": 10.0 * it * (1 + (flags_ == 0))})
+                                               + "\n" for it in (1, 2, 3)))
+      (d / "report.json").write_text(json.dumps({"reward_hacking": {
+          "flagged_iterations": [3] if i == 0 and flags_ == 0 else []}}))
+      rows.append({"unit": unit, "member": i, "seed": i,
+                   "safety.flags": flags_, "final_return": final,
+                   "unsafe_events": 30.0})
+  groups = sweep_report.aggregate(rows, ["safety.flags"])
+  written = certificate.write_sweep(str(tmp_path), rows, groups,
+                                    ["safety.flags"], sweep_report.mean_ci)
+  md = (tmp_path / "report.md").read_text()
+  half = 12.706 * np.std([-130.0, -120.0], ddof=1) / np.sqrt(2)
+  assert f"| safety.flags=0 | 2 | -125 ± {half:.2g} (n=2)" in md
+  assert "| 1/2 |" in md and "| 0/2 |" in md  # the detector's hits
+  assert "u001_flags=8 sweep.json SHA-256" in md
+  data = json.loads((tmp_path / "report.json").read_text())
+  assert [g["final_return"] for g in data["groups"]] == [-125.0, -35.0]
+  pngs = [p for p in written if p.endswith(".png")]
+  assert len(pngs) == 3
+  for p in pngs:
+    with open(p, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"

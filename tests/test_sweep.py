@@ -283,6 +283,16 @@ def test_local_launcher_runs_a_unit_reports_and_skips_finished(swept,
   half = 4.303 * np.std(mine, ddof=1) / np.sqrt(3)
   assert groups[0]["final_return_ci95"] == pytest.approx(half)
   assert "final return" in proc.stdout and "done: 1 units" in proc.stdout
+  # The sweep's certificate: report.md, report.json and real PNG figures.
+  certificate = (workdir / "report.md").read_text()
+  assert certificate.startswith("# Sweep certificate")
+  figures = [line[line.index("(") + 1:-1] for line in certificate.splitlines()
+             if line.startswith("![")]
+  assert "sweep_returns.png" in figures
+  for name in figures:
+    assert (workdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert sum(g["n"] for g in json.loads(
+      (workdir / "report.json").read_text())["groups"]) == 4
   # A relaunch finds the unit finished and runs nothing.
   mtime = os.path.getmtime(workdir / UNIT / "results.jsonl")
   again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
