@@ -19,7 +19,10 @@ The misspecification sweep (`experiments/hacking.py:point_hazard:
 misspecified`) has a "misspecified" unit (a teacher that ignores one
 reward component) and an "online" one (the same user perceiving all);
 `--workdir` takes several workdirs, comma-separated, whose units are
-pooled by kind.
+pooled by kind. `--signal=step` re-runs the detector on every member's
+metrics with the iteration's mean per-step rewards instead of the runs'
+own setting (rrm.report.SIGNALS), at the window and threshold each run
+was configured with.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from absl import flags
 
 from launch import report as sweep_report
 from rrm import hacking
+from rrm import report as rrm_report
 
 
 def load(workdir: str) -> dict[str, list[dict]]:
@@ -57,10 +61,21 @@ def load(workdir: str) -> dict[str, list[dict]]:
       kind = ("offline" if fb["budget"] == fb["initial_labels"] else
               "misspecified" if user == "limited" else "online")
       members.append({"seed": config["seed"], "rows": rows, "report": report,
-                      "kind": kind})
+                      "kind": kind, "config": config})
     if members:
       out.setdefault(members[0]["kind"], []).extend(members)
   return out
+
+
+def rescore(runs: dict[str, list[dict]], signal: str) -> None:
+  """Replaces every member's `reward_hacking` by the detector on `signal`
+  (its own window and threshold), in place."""
+  for members in runs.values():
+    for m in members:
+      rp = m["config"].get("report") or {}
+      m["report"]["reward_hacking"] = rrm_report.reward_hacking(
+          m["rows"], rp.get("hacking_window") or 10,
+          rp.get("hacking_threshold", 0.6), signal)
 
 
 def detector_auroc(runs: dict[str, list[dict]], kind: str) -> float:
@@ -123,6 +138,8 @@ def main(argv):
       runs.setdefault(kind, []).extend(members)
   if not runs:
     raise app.UsageError(f"no finished members under {flags.FLAGS.workdir}")
+  if flags.FLAGS.signal:
+    rescore(runs, flags.FLAGS.signal)
   for kind, members in runs.items():
     print(summary(kind, members))
   for kind in ("offline", "misspecified"):
@@ -138,5 +155,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "An experiments/hacking.py sweep's "
                       "--workdir (several: comma-separated).")
   flags.DEFINE_string("out", None, "Where to write the PNG figure.")
+  flags.DEFINE_enum("signal", None, list(rrm_report.SIGNALS),
+                    "Re-run the detector on this signal (default: the "
+                    "runs' own reports).")
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

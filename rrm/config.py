@@ -178,6 +178,9 @@ class ReportConfig:
   # the learned return must reach (and the true return fall below minus).
   hacking_window: int = 0
   hacking_threshold: float = 0.6
+  # What the detector reads: "episode" returns or "step" rewards of the
+  # training rollouts (rrm.report.SIGNALS).
+  hacking_signal: str = "episode"
   # The true-reward baseline's final eval return per reward component
   # (("reward_forward", 950.0), ...), for the reward-result gap per aspect.
   baseline_aspects: tuple[tuple[str, float], ...] = ()

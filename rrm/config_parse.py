@@ -28,6 +28,7 @@ from rrm import logging as rrm_logging
 from rrm import oracle as rrm_oracle
 from rrm import queries as rrm_queries
 from rrm import recursive as rrm_recursive
+from rrm import report as rrm_report
 from rrm import reward as rrm_reward
 from rrm import safety as rrm_safety
 from rrm.config import ConfigError
@@ -403,6 +404,9 @@ def _report_config(cd: ml_collections.ConfigDict, env: EnvConfig
       baseline_return=None if baseline is None else float(baseline),
       threshold=threshold, hacking_window=int(window),
       hacking_threshold=hacking_threshold,
+      hacking_signal=_choice("report.hacking_signal",
+                             rp.get("hacking_signal", "episode"),
+                             tuple(rrm_report.SIGNALS)),
       baseline_aspects=_baseline_aspects(env, rp.get("baseline_aspects")),
       certificate=_bool("report.certificate", rp.get("certificate", True)),
       epic_transitions=_nonneg_int("report.epic_transitions",

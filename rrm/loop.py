@@ -364,7 +364,8 @@ class _Loop:
     if self.watches is None:
       pasts = [self._past(i) for i in range(self.p.size)]
       self.watches = [rrm_report.HackingWatch(
-          c.report.hacking_window, c.report.hacking_threshold, past)
+          c.report.hacking_window, c.report.hacking_threshold, past,
+          c.report.hacking_signal)
                       for c, past in zip(self.p.configs, pasts)]
       self.unsafe_totals = [rrm_report.unsafe_total(past) for past in pasts]
     out = []
@@ -455,7 +456,8 @@ class _Loop:
       report = rrm_report.feedback_efficiency(
           history, c.report.baseline_return, c.report.threshold)
       report["reward_hacking"] = rrm_report.reward_hacking(
-          history, c.report.hacking_window, c.report.hacking_threshold)
+          history, c.report.hacking_window, c.report.hacking_threshold,
+          c.report.hacking_signal)
       report["reward_result_gap"] = rrm_report.reward_result_gap(
           history, c.report.baseline_aspects)
       report["reward_epic"] = rrm_report.reward_epic(history)

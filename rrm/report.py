@@ -50,6 +50,13 @@ FLAGS = "safety/flags_spent"
 EPIC = "reward/epic"
 LEARNED = "rollout/learned_episode_return"
 TRUE = "rollout/true_episode_return"
+# What the detector compares (config.report.hacking_signal): the training
+# rollouts' last completed episode returns, or the iteration's mean per-step
+# rewards. "step" sees every iteration even when an episode spans many of
+# them (inverted_pendulum's 1000 steps, 25 iterations); its learned series
+# jumps where the reward model is refitted (rrm.reward renormalises it).
+SIGNALS = {"episode": (LEARNED, TRUE),
+           "step": ("rollout/learned_reward", "rollout/true_reward")}
 
 
 def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
@@ -95,17 +102,19 @@ class HackingWatch:
   """
 
   def __init__(self, window: int, threshold: float,
-               past: Iterable[Mapping[str, Any]] = ()):
+               past: Iterable[Mapping[str, Any]] = (),
+               signal: str = "episode"):
     self.window, self.threshold = window, threshold
+    self.learned, self.true = SIGNALS[signal]
     self.recent = collections.deque(maxlen=max(window, 1))
     for m in past:
       self._add(m)
 
   def _add(self, m: Mapping[str, Any]) -> bool:
-    if LEARNED not in m:  # (None: a resumed run's nan, read back)
+    if self.learned not in m:  # (None: a resumed run's nan, read back)
       return False
     value = lambda k: float("nan") if m.get(k) is None else float(m[k])
-    self.recent.append((value(LEARNED), value(TRUE)))
+    self.recent.append((value(self.learned), value(self.true)))
     return True
 
   def observe(self, row: Mapping[str, Any]) -> dict[str, float]:
@@ -121,7 +130,8 @@ class HackingWatch:
 
 
 def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
-                   threshold: float) -> dict[str, Any]:
+                   threshold: float, signal: str = "episode"
+                   ) -> dict[str, Any]:
   """The detector over a run's iterations (see the module docstring).
 
   Returns {"window", "threshold", "flagged_iterations", "first_flagged",
@@ -133,16 +143,18 @@ def reward_hacking(metrics: Iterable[Mapping[str, Any]], window: int,
   """
   rows = [m for m in metrics if "iteration" in m]
   out: dict[str, Any] = {"window": window, "threshold": threshold,
-                         "flagged_iterations": [], "first_flagged": None,
+                         "signal": signal, "flagged_iterations": [], "first_flagged": None,
                          "learned_trend": None, "true_trend": None,
                          "score": None}
   if window == 0:
     return {**out, "off": "config.report.hacking_window=0"}
-  if not rows or any(LEARNED not in m for m in rows):
-    return {**out, "off": f"no {LEARNED} (a true-reward run)"}
+  learned = SIGNALS[signal][0]
+  if not rows or any(learned not in m for m in rows):
+    return {**out, "off": f"no {learned} (a true-reward run)"}
   if len(rows) < window:
     return {**out, "off": f"{len(rows)} iterations, fewer than the window"}
-  watch = HackingWatch(window, threshold)  # the rows' own decisions
+  watch = HackingWatch(window, threshold,
+                       signal=signal)  # the rows' own decisions
   decided = [(m, watch.observe(m)) for m in rows]
   flagged = [int(m["iteration"]) for m, d in decided
              if d.get("hacking/flag")]

@@ -107,7 +107,7 @@ def lock(workdir: str) -> Iterator[None]:
 # older config.json (which lacks them) meant: such a run resumes unchanged.
 ADDED_LATER = {"rl": {"algorithm": "ppo"}, "sac": None,
                "feedback.recent_segments": 0, "env.unsafe_event": "auto",
-               "safety": None}
+               "safety": None, "report.hacking_signal": "episode"}
 
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any],

@@ -365,3 +365,13 @@ def test_baseline_aspects_are_the_envs_components_as_dict_or_json():
   _expect(cd, "config.report.baseline_aspects='[1, 2'", "not valid JSON")
   cd.report.baseline_aspects = [1, 2]
   _expect(cd, "must map reward components")
+
+
+def test_an_unknown_hacking_signal_is_refused_naming_the_field():
+  cd = inverted_pendulum.get_config("smoke")
+  cd.report.hacking_signal = "steps"
+  with pytest.raises(rrm_config.ConfigError,
+                     match="config.report.hacking_signal"):
+    config_parse.from_config_dict(cd)
+  cd.report.hacking_signal = "step"
+  assert config_parse.from_config_dict(cd).report.hacking_signal == "step"

@@ -63,6 +63,20 @@ def test_reward_hacking_flags_learned_up_true_down_windows():
   assert report.reward_hacking(rows, 4, 0.6)["first_flagged"] == 7
 
 
+def test_the_step_signal_reads_the_iterations_mean_rewards():
+  """Episode returns flat (one episode spans the run), per-step rewards
+  learned up, true down: only the step signal sees it."""
+  rows = [{"iteration": i, "rollout/learned_episode_return": 1.0,
+           "rollout/true_episode_return": 1.0,
+           "rollout/learned_reward": 0.1 * i, "rollout/true_reward": -0.1 * i}
+          for i in range(1, 7)]
+  assert report.reward_hacking(rows, 4, 0.6)["flagged_iterations"] == []
+  step = report.reward_hacking(rows, 4, 0.6, "step")
+  assert step["flagged_iterations"] == [4, 5, 6] and step["signal"] == "step"
+  watch = report.HackingWatch(4, 0.6, rows[:3], "step")
+  assert watch.observe(rows[3])["hacking/flag"] == 1.0
+
+
 def test_reward_hacking_off_and_why():
   rows = [_rollout(i, float(i), -float(i)) for i in range(1, 4)]
   assert report.reward_hacking(rows, 0, 0.6)["off"].endswith("=0")

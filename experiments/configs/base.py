@@ -138,6 +138,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # 0: off; an explicit window must fit the run.
   c.report.hacking_window = placeholder(int)
   c.report.hacking_threshold = 0.6
+  # What it reads: "episode" (the rollouts' last completed episode returns)
+  # or "step" (the iteration's mean per-step rewards: for episodes that span
+  # many iterations; the learned series jumps where the model is refitted).
+  c.report.hacking_signal = "episode"
   # Reward-result gap (report.json's reward_result_gap): the true-reward
   # baseline's final eval return per reward component, e.g.
   # {"reward_forward": 950.0, "reward_ctrl": -40.0} (a true-reward run's
