@@ -168,6 +168,19 @@ def init_safety_state(classifier: Classifier,
                                       segs.action.shape[-1]))
 
 
+def import_flags(flags: FlagDataset, segments: rrm_segments.Segments,
+                 flag: jax.Array, truth: jax.Array) -> FlagDataset:
+  """Puts F flags of an earlier run's labels file at the front of an empty
+  dataset (capacity >= F, checked by rrm.workdir.load_warm_start); they
+  count against the run's flags and carry iteration stamp -2."""
+  n = flag.shape[0]
+  put = lambda buf, new: buf.at[:n].set(new.astype(buf.dtype))
+  return flags.replace(
+      segments=jax.tree.map(put, flags.segments, segments),
+      flag=put(flags.flag, flag), truth=put(flags.truth, truth),
+      iteration=flags.iteration.at[:n].set(-2), count=jnp.int32(n))
+
+
 def flags_due(iteration: jax.Array, flags: FlagDataset, per_round: int,
               round_every: int) -> jax.Array:
   """[] int32 flags to ask at `iteration`: `per_round` at each label round

@@ -227,9 +227,13 @@ def _fill_pool(p: _Parts, pool, env_state, keys: rrm_state.InitKeys):
                           rollout.split_aspects(data, fb.segment_length))
 
 
-def _init(p: _Parts, seed_key, warm_labels, hyper: rrm_state.Hyper,
+def _init(p: _Parts, seed_key, warm, hyper: rrm_state.Hyper,
           teacher: rrm_oracle.TeacherParams) -> rrm_state.TrainState:
-  """The state before the first iteration (see the module docstring)."""
+  """The state before the first iteration (see the module docstring).
+
+  `warm`: None, or the imported (first, second, label) and the imported
+  flags' (segments, flag, truth) or None."""
+  warm_labels, warm_flags = (None, None) if warm is None else warm
   fb, rc = p.config.feedback, p.config.reward
   run = rrm_state.split_seed(seed_key)
   keys = rrm_state.init_keys(run.init)
@@ -271,6 +275,11 @@ def _init(p: _Parts, seed_key, warm_labels, hyper: rrm_state.Hyper,
           p.safety.classifier, p.safety.optimizer,
           jax.random.fold_in(keys.reward, _SAFETY_STREAM),
           p.safety.config.flags, pool)
+      if warm_flags is not None:  # imported flags train it from the start
+        safety_state, _ = p.safety.update(safety_state.replace(
+            flags=rrm_flags.import_flags(safety_state.flags, *warm_flags)),
+                                          jax.random.fold_in(
+                                              keys.fit, _SAFETY_STREAM))
     if not pretrain_iterations(p.config):  # else: after pre-training
       reward, _ = p.initial_reward_update(reward, labels, keys.fit,
                                           hyper.reward_optimizer())
@@ -410,8 +419,11 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       envs.action_size) if config.learned_reward else None
   parts = _bind(config, plan, envs, warm.size if warm else 0)
   init_jit = jax.jit(functools.partial(_init, parts))
+  warm_flags = None
+  if warm is not None and warm.flags is not None and config.safety:
+    warm_flags = (warm.flags.segments, warm.flags.flag, warm.flags.truth)
   warm_arrays = None if warm is None else jax.tree.map(
-      jnp.asarray, (warm.first, warm.second, warm.label))
+      jnp.asarray, ((warm.first, warm.second, warm.label), warm_flags))
 
   def init(seed_key: jax.Array, hyper: rrm_state.Hyper | None = None,
            teacher: rrm_oracle.TeacherParams | None = None

@@ -378,6 +378,26 @@ def load_warm_start(config: rrm_config.TrainConfig, observation_size: int,
         f"{fb.budget}{flags} they are counted against; raise the budget or "
         "declare "
         "them extra (config.feedback.warm_start_extra=True, --labels_extra)")
+  shown = None if lf.flags is None else lf.flags.segments.observation
+  if shown is not None and config.safety is not None and lf.flags.size and (
+      shown.shape[1:] != (fb.segment_length, observation_size)
+      or lf.flags.segments.action.shape[-1] != action_size):
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} holds flagged segments of {shown.shape[1]} steps, "
+        f"observations of {shown.shape[2]} and actions of "
+        f"{lf.flags.segments.action.shape[-1]}; this run has "
+        f"config.feedback.segment_length={fb.segment_length}, "
+        f"{observation_size} and {action_size}")
+  if lf.flags is not None and config.safety is not None and (
+      lf.flags.size > config.safety.flags):
+    raise rrm_config.ConfigError(
+        f"{where} holds {lf.flags.size} unacceptable flags, more than "
+        f"config.safety.flags={config.safety.flags} they are counted "
+        "against; raise safety.flags")
+  if lf.flags is not None and config.safety is None:
+    logging.info("%s holds %d unacceptable flags; this run has none "
+                 "(safety.flags=0), so they are not imported", where,
+                 lf.flags.size)
   return lf
 
 

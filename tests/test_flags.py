@@ -15,6 +15,7 @@ from experiments.configs import point_hazard
 from rrm import checkpoint as rrm_checkpoint
 from rrm import config as rrm_config
 from rrm import config_parse
+from rrm import envs as rrm_envs
 from rrm import flags as rrm_flags
 from rrm import oracle
 from rrm import segments as rrm_segments
@@ -335,3 +336,32 @@ def test_the_report_counts_the_flags_beside_the_unsafe_events():
       [{k: v for k, v in r.items() if not k.startswith(("safety/f", "feed"))}
        for r in rows], "hazard_entry")
   assert "flags" not in plain
+
+
+def test_a_warm_start_imports_the_files_flags_and_checks_them(tmp_path):
+  """labels.npz of a run with flags warm-starts another: its preferences and
+  its flags are imported (flags stamped -2, counted against safety.flags,
+  the classifier fitted to them at init); more flags than the run has room
+  for are refused before anything compiles."""
+  config = config_parse.from_config_dict(_point_hazard(
+      flags=32, flags_per_round=16, penalty=2.0))
+  envs_ = rrm_envs.make_envs(config.env)
+  obs, act = envs_.observation_size, envs_.action_size
+  length = config.feedback.segment_length
+  path = str(tmp_path / "labels.npz")
+  rrm_checkpoint.export_labels(_labels(4, obs, act, length),
+                               oracle.make_teacher(), path, "point_hazard",
+                               _flag_dataset(6, obs, act, length))
+  cd = _point_hazard(flags=32, flags_per_round=16, penalty=2.0)
+  cd.feedback.warm_start_labels = path
+  warm = config_parse.from_config_dict(cd)
+  with fast_compile():
+    state = rrm_train.make_train(warm).init(jax.random.key(0))
+  assert int(state.safety.flags.count) == 6
+  np.testing.assert_array_equal(state.safety.flags.iteration[:6], -2)
+  np.testing.assert_array_equal(state.safety.flags.flag[:6], [0, 1] * 3)
+  assert int(state.labels.count) >= 4
+  small = _point_hazard(flags=4, flags_per_round=4, penalty=2.0)
+  small.feedback.warm_start_labels = path
+  with pytest.raises(rrm_config.ConfigError, match="config.safety.flags=4"):
+    rrm_train.make_train(config_parse.from_config_dict(small))
