@@ -4,8 +4,10 @@ One iteration (one jitted function of the state; its key is the state's):
 
   1. rollout   B envs x T steps with the current policy (rrm.rollout);
   2. relabel   every transition with the learned reward (normalised ensemble
-               mean) -- or keep the true reward when `reward.source = "true"`,
-               the baseline every comparison needs, through the same code;
+               mean; less `safety.penalty` x the safety classifier's P(unsafe)
+               when the user gives unacceptable flags, rrm.flags) -- or keep
+               the true reward when `reward.source = "true"`, the baseline
+               every comparison needs, through the same code;
   3. RL        brax's PPO update on the relabelled rollout -- or SAC, whose
                actor steps and SGD steps interleave over steps 1-3 with the
                replay in the state (config.rl.algorithm; rrm.agent);
@@ -13,7 +15,8 @@ One iteration (one jitted function of the state; its key is the state's):
   5. queries   when the schedule says so, pick pairs from the pool;
   6. oracle    the (synthetic) user labels them (rrm.labeling) -- with a
                task tree, the user of rrm.recursive, after the helpers' own
-               label round;
+               label round; with `safety.flags`, the user's unacceptable
+               flags on the rollout's segments and the classifier's fit;
   7. reward    reward-model epochs on the label dataset (only when labels
                arrived), then refit the output normalisation (SAC: and
                relabel the whole replay with the new model, PEBBLE);
