@@ -36,7 +36,8 @@ cumulative unsafe events in training), `final_eval_return`, and the
 metrics' `safety/*` series (flags spent and positive, the classifier's
 mean P(unsafe) on the rollout's unsafe and safe steps). `:<env>:<seeds>`
 changes the number of seeds (default 5); `:<env>:smoke` is a CPU-tiny
-variant.
+variant; `:<env>:penalty=<x>` runs the "with" arm alone at another penalty
+(the "without" arm does not depend on it).
 """
 
 from experiments import recursive
@@ -72,10 +73,16 @@ def get_sweep(arg: str = "") -> sweep.SweepDef:
                      f"{', '.join(ENVS)} (e.g. point_hazard or "
                      "point_hazard:smoke)")
   env, rest = parts[0], parts[1:]
+  penalty = [float(p.split("=", 1)[1]) for p in rest
+             if p.startswith("penalty=")]
+  rest = [p for p in rest if not p.startswith("penalty=")]
   smoke = rest == ["smoke"]
   seeds = int(rest[0]) if rest and rest[0].isdigit() else (2 if smoke else 5)
   flags = 16 if smoke else FLAGS[env]
   arms = sweep.zip_axes(sweep.values("safety.flags", [0, flags]),
                         sweep.values("safety.penalty", [0.0, PENALTY]))
+  if penalty:
+    arms = sweep.zip_axes(sweep.values("safety.flags", [flags]),
+                          sweep.values("safety.penalty", penalty))
   return sweep.SweepDef(base=_base(env, smoke), members=sweep.product(
       arms, sweep.values("seed", tuple(range(seeds)))))

@@ -319,6 +319,10 @@ def test_the_safety_sweep_pairs_arms_at_the_same_budget():
   assert all(c.recursive.user == "limited" for c in configs)
   with pytest.raises(ValueError, match="name an env"):
     safety_sweep.get_sweep("walker2d")
+  alone = [dict(m) for m in safety_sweep.get_sweep(
+      "hopper:penalty=50").members]
+  assert {(m["safety.flags"], m["safety.penalty"]) for m in alone} == {
+      (safety_sweep.FLAGS["hopper"], 50.0)} and len(alone) == 5
 
 
 def test_the_report_counts_the_flags_beside_the_unsafe_events():

@@ -1,0 +1,73 @@
+"""What the unacceptable flags cost per iteration, in one process.
+
+  python -m benchmarks.flags [--config=experiments/configs/point_hazard.py]
+      [--iterations=10] [--flags=480] [--flags_per_round=32] [--user=none]
+
+Times the same config's iteration without flags and with them (the flag
+round, the safety classifier's fit and the penalty on every step; a flag
+round in every timed iteration, the most expensive schedule), after one
+warm-up iteration each, and prints seconds per iteration and their ratio
+(with / without). Compilation is excluded; the host's metric fetch is
+included, as in the host loop.
+"""
+
+from __future__ import annotations
+
+import time
+
+from absl import app
+from absl import flags
+import jax
+from ml_collections import config_flags
+
+from rrm import config_parse
+from rrm import train as rrm_train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/point_hazard.py", "Run config.",
+    lock_config=False)
+_ITERATIONS = flags.DEFINE_integer("iterations", 10, "Timed iterations.")
+_FLAGS = flags.DEFINE_integer("flags", 480, "safety.flags of the 'with' run "
+                              "(enough for a round in every iteration).")
+_PER_ROUND = flags.DEFINE_integer("flags_per_round", 32,
+                                  "safety.flags_per_round.")
+_USER = flags.DEFINE_string("user", "none", "recursive.user (point_hazard's "
+                            "config defaults to the assisted user).")
+
+
+def seconds_per_iteration(cd, iterations: int) -> float:
+  config = config_parse.from_config_dict(cd)
+  train = rrm_train.make_train(config)
+  state = train.init(jax.random.key(0))
+  state, metrics = train.iteration(state)  # compiles
+  jax.device_get(metrics)
+  start = time.perf_counter()
+  for _ in range(iterations):
+    state, metrics = train.iteration(state)
+    jax.device_get(metrics)
+  return (time.perf_counter() - start) / iterations
+
+
+def main(argv):
+  del argv
+  cd = _CONFIG.value
+  cd.num_iterations = max(cd.num_iterations, _ITERATIONS.value + 1)
+  cd.recursive.user = _USER.value
+  cd.safety.flags = 0
+  cd.safety.penalty = 0.0
+  without = seconds_per_iteration(cd, _ITERATIONS.value)
+  cd.safety.flags = max(_FLAGS.value,
+                        _PER_ROUND.value * (_ITERATIONS.value + 1))
+  cd.safety.flags_per_round = _PER_ROUND.value
+  cd.safety.penalty = 5.0
+  cd.feedback.budget = max(cd.feedback.budget, cd.feedback.initial_labels
+                           + cd.safety.flags)
+  with_flags = seconds_per_iteration(cd, _ITERATIONS.value)
+  print(f"without flags: {without:.3f} s/iteration")
+  print(f"with flags:    {with_flags:.3f} s/iteration "
+        f"({cd.safety.flags_per_round} flags per iteration)")
+  print(f"ratio with/without: {with_flags / without:.2f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
