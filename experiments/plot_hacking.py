@@ -103,7 +103,11 @@ def summary(kind: str, members: list[dict]) -> str:
   return line
 
 
-def plot(runs: dict[str, list[dict]], out: str) -> None:
+def plot(runs: dict[str, list[dict]], out: str,
+         signal: str = "episode") -> None:
+  """The figure, of the series the detector read (`signal`)."""
+  learned_key, true_key = rrm_report.SIGNALS[signal]
+  what = "episode return" if signal == "episode" else "mean step reward"
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -115,15 +119,15 @@ def plot(runs: dict[str, list[dict]], out: str) -> None:
     for i, m in enumerate(runs[kind]):
       its = [r["iteration"] for r in m["rows"]]
       color = f"C{i}"
-      ax.plot(its, [r.get("rollout/learned_episode_return") for r in
+      ax.plot(its, [r.get(learned_key) for r in
                     m["rows"]], color=color, linestyle="-")
-      twin.plot(its, [r.get("rollout/true_episode_return") for r in
+      twin.plot(its, [r.get(true_key) for r in
                       m["rows"]], color=color, linestyle="--")
       for it in m["report"]["reward_hacking"]["flagged_iterations"]:
         ax.axvspan(it - 0.5, it + 0.5, color=color, alpha=0.08)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("learned episode return (solid)")
-    twin.set_ylabel("true episode return (dashed)")
+    ax.set_ylabel(f"learned {what} (solid)")
+    twin.set_ylabel(f"true {what} (dashed)")
     ax.set_title(summary(kind, runs[kind]).split(";")[0], fontsize="small")
   fig.tight_layout()
   fig.savefig(out, dpi=80)
@@ -147,7 +151,7 @@ def main(argv):
       print(f"detector AUROC, {kind} vs online: "
             f"{detector_auroc(runs, kind):.3f}")
   if flags.FLAGS.out:
-    plot(runs, flags.FLAGS.out)
+    plot(runs, flags.FLAGS.out, flags.FLAGS.signal or "episode")
     print(f"figure: {flags.FLAGS.out}")
 
 
