@@ -128,25 +128,45 @@ def _figures(directory: str, history: Sequence[Mapping[str, Any]],
     written.append(_save(fig, directory, FIGURES[2]))
     plt.close(fig)
 
+  written += _unsafe_figure(plt, directory, history, report)
+  return written
+
+
+def _unsafe_figure(plt, directory: str, history: Sequence[Mapping[str, Any]],
+                   report: Mapping[str, Any]) -> list[str]:
+  """certificate_unsafe.png, when the run counted unsafe events."""
   unsafe = report.get("unacceptable_outcomes") or {}
   its, values = _series(history, "safety/unsafe_events")
-  if its and unsafe.get("total") is not None:
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.bar(its, values, color="tab:red", alpha=0.5, label="per iteration")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(f"{unsafe.get('event')} events")
-    twin = ax.twinx()
-    twin.plot(its, _series(history, "safety/unsafe_events_total")[1],
-              color="black", label="cumulative")
-    twin.set_ylabel("cumulative")
-    flags = unsafe.get("flags")
-    ax.set_title(f"unsafe events in training ({unsafe['total']} in all)"
-                 + (f"; {flags['flagged']} of the user's {flags['spent']} "
-                    "flags" if flags else ""))
-    fig.tight_layout()
-    written.append(_save(fig, directory, FIGURES[3]))
-    plt.close(fig)
-  return written
+  if not its or unsafe.get("total") is None:
+    return []
+  fig, ax = plt.subplots(figsize=(6.4, 3.6))
+  ax.bar(its, values, color="tab:red", alpha=0.5, label="per iteration")
+  ax.set_xlabel("iteration")
+  ax.set_ylabel(f"{unsafe.get('event')} events")
+  twin = ax.twinx()
+  twin.plot(its, _series(history, "safety/unsafe_events_total")[1],
+            color="black", label="cumulative")
+  twin.set_ylabel("cumulative")
+  flags = unsafe.get("flags")
+  ax.set_title(f"unsafe events in training ({unsafe['total']} in all)"
+               + (f"; {flags['flagged']} of the user's {flags['spent']} "
+                  "flags" if flags else ""))
+  fig.tight_layout()
+  path = _save(fig, directory, FIGURES[3])
+  plt.close(fig)
+  return [path]
+
+
+def _provenance() -> list[str]:
+  """report.md's provenance table: rrm, git revision, package versions."""
+  from rrm import __version__  # pylint: disable=g-import-not-at-top
+  from rrm import checkpoint as rrm_checkpoint  # pylint: disable=g-import-not-at-top
+  lines = ["", "## Provenance", "", "| | |", "|---|---|",
+           f"| rrm | {__version__} |",
+           f"| git revision | {rrm_checkpoint.git_revision()} |"]
+  for name, version in sorted(rrm_checkpoint.package_versions().items()):
+    lines.append(f"| {name} | {version} |")
+  return lines
 
 
 def _save(fig, directory: str, name: str) -> str:
@@ -188,8 +208,6 @@ def write(directory: str, history: Sequence[Mapping[str, Any]],
     config: its config as rrm.config.to_dict gives it.
     checkpoint: {"step", "state_sha256"} of its last checkpoint, if any.
   """
-  from rrm import __version__  # pylint: disable=g-import-not-at-top
-  from rrm import checkpoint as rrm_checkpoint  # pylint: disable=g-import-not-at-top
   written = _figures(directory, history, report)
   config_sha = hashlib.sha256(json.dumps(
       config, sort_keys=True, default=str).encode()).hexdigest()
@@ -201,11 +219,7 @@ def write(directory: str, history: Sequence[Mapping[str, Any]],
   lines += [""]
   lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})"
             for p in written]
-  lines += ["", "## Provenance", "", "| | |", "|---|---|",
-            f"| rrm | {__version__} |",
-            f"| git revision | {rrm_checkpoint.git_revision()} |"]
-  for name, version in sorted(rrm_checkpoint.package_versions().items()):
-    lines.append(f"| {name} | {version} |")
+  lines += _provenance()
   lines.append(f"| config SHA-256 | `{config_sha}` |")
   if checkpoint:
     lines.append(f"| checkpoint (iteration {checkpoint.get('step')}) "
@@ -302,8 +316,6 @@ def write_sweep(workdir: str, rows: Sequence[Mapping[str, Any]],
     mean_ci: (values) -> (mean, 95 % half-width), launch.report.mean_ci.
   Returns the paths written.
   """
-  from rrm import __version__  # pylint: disable=g-import-not-at-top
-  from rrm import checkpoint as rrm_checkpoint  # pylint: disable=g-import-not-at-top
   key = lambda r: tuple(json.dumps(r.get(k), sort_keys=True)
                         for k in group_by)
   members: dict[tuple, list[str]] = {}
@@ -344,11 +356,7 @@ def write_sweep(workdir: str, rows: Sequence[Mapping[str, Any]],
                  + f" | {g['hacking_flagged']}/{g['n']} |")
   lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
                    for p in written]
-  lines += ["", "## Provenance", "", "| | |", "|---|---|",
-            f"| rrm | {__version__} |",
-            f"| git revision | {rrm_checkpoint.git_revision()} |"]
-  for name, version in sorted(rrm_checkpoint.package_versions().items()):
-    lines.append(f"| {name} | {version} |")
+  lines += _provenance()
   for unit in sorted({r["unit"] for r in rows}):
     path = os.path.join(workdir, unit, "sweep.json")
     if os.path.exists(path):
