@@ -41,9 +41,11 @@ RESULT_COLUMNS = (
     "unit", "member", "seed", "env", "final_return", "best_return",
     "labels_to_threshold", "normalised_return", "labels_spent", "iterations",
     "env_steps", "wall_s", "members_in_program", "diverged", "unsafe_events",
-    "final_epic", "flags_spent", "hacking_score")
+    "final_epic", "flags_spent", "hacking_score", "budget_to_threshold",
+    "budget_spent")
 METRICS = ("final_return", "best_return", "normalised_return",
-           "labels_to_threshold", "unsafe_events", "final_epic")
+           "labels_to_threshold", "unsafe_events", "final_epic",
+           "budget_to_threshold")
 
 # Two-sided 95 % quantiles of Student's t with 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
@@ -139,8 +141,8 @@ def format_table(groups: Sequence[Mapping[str, Any]]) -> str:
   keys = [k for k in groups[0] if k not in ("n", "diverged") and not any(
       k.startswith(m) for m in METRICS)]
   header = keys + ["n", "final return", "best return", "normalised",
-                   "labels to threshold (reached)", "unsafe events",
-                   "final EPIC"]
+                   "labels to threshold (reached)",
+                   "budget to threshold", "unsafe events", "final EPIC"]
   lines = []
   for g in groups:
     lines.append([str(g[k]) for k in keys] + [
@@ -150,6 +152,7 @@ def format_table(groups: Sequence[Mapping[str, Any]]) -> str:
         _fmt(g["normalised_return"], g["normalised_return_ci95"]),
         _fmt(g["labels_to_threshold"], g["labels_to_threshold_ci95"])
         + f" ({g['labels_to_threshold_n']}/{g['n']})",
+        _fmt(g["budget_to_threshold"], g["budget_to_threshold_ci95"]),
         _fmt(g["unsafe_events"], g["unsafe_events_ci95"]),
         _fmt(g["final_epic"], g["final_epic_ci95"])])
   widths = [max(len(x) for x in col) for col in zip(header, *lines)]

@@ -128,25 +128,38 @@ def state_layout(tree: Any) -> str:
   """
   structure = re.sub(r" object at 0x[0-9a-fA-F]+>", " object>",
                      str(jax.tree.structure(tree)))
-  structure = _without_added_none(structure)
+  structure = _without_added_none(structure, _trailing_added_none(tree))
   parts = [structure]
   parts += [f"{leaf.shape}{leaf.dtype}" for leaf in jax.tree.leaves(tree)]
   return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 # The TrainState's fields added after checkpoints were written without them
-# (rrm.state.TrainState.safety, its last field): when None they are left out
-# of the layout, so those checkpoints keep theirs. The structure's string
-# ends with the last field's child; a None child prints as "None".
-_TRAIN_STATE = "CustomNode(TrainState[()], ["
-_ADDED_FIELDS = ("safety",)
+# (rrm.state.TrainState.safety, then .ratings: its last fields, in the order
+# they were added): when None they are left out of the layout, so those
+# checkpoints keep theirs. The structure's string ends with the last
+# fields' children; a None child prints as "None".
+_ADDED_FIELDS = ("safety", "ratings")
 _ADDED_NONE = ", None]))"
 
 
-def _without_added_none(structure: str) -> str:
-  if structure.startswith("PyTreeDef(" + _TRAIN_STATE) and structure.endswith(
-      _ADDED_NONE):
-    return structure[:-len(_ADDED_NONE)] + "]))"
+def _trailing_added_none(tree: Any) -> int:
+  """How many of the TrainState's last fields are added ones that are None."""
+  if not _is_train_state(tree):
+    return 0
+  n = 0
+  for name in reversed(_ADDED_FIELDS):
+    if getattr(tree, name, 0) is not None:
+      break
+    n += 1
+  return n
+
+
+def _without_added_none(structure: str, count: int) -> str:
+  for _ in range(count):
+    if not structure.endswith(_ADDED_NONE):
+      break
+    structure = structure[:-len(_ADDED_NONE)] + "]))"
   return structure
 
 
@@ -479,14 +492,14 @@ def _move_aside(source: str, target: str) -> str:
 
 
 def _on_disk(tree: Any) -> Any:
-  """The tree Orbax writes: a TrainState whose added-later fields are None
-  as a dict of its other fields, so that it is stored (and read) exactly
-  as states were before those fields existed (Orbax matches trees by field
-  name; see `_ADDED_NONE`)."""
+  """The tree Orbax writes: a TrainState with an added-later field None as a
+  dict of its other fields, so that it is stored (and read) exactly as
+  states were before those fields existed (Orbax matches trees by field
+  name; see `_ADDED_FIELDS`)."""
   if not _has_added_none(tree):
     return tree
   return {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)
-          if f.name not in _ADDED_FIELDS}
+          if not (f.name in _ADDED_FIELDS and getattr(tree, f.name) is None)}
 
 
 def _from_disk(abstract: Any, restored: Any) -> Any:
@@ -496,9 +509,13 @@ def _from_disk(abstract: Any, restored: Any) -> Any:
   return type(abstract)(**restored)
 
 
+def _is_train_state(tree: Any) -> bool:
+  return type(tree).__name__ == "TrainState" and dataclasses.is_dataclass(tree)
+
+
 def _has_added_none(tree: Any) -> bool:
-  return (type(tree).__name__ == "TrainState" and dataclasses.is_dataclass(
-      tree) and all(getattr(tree, f, 0) is None for f in _ADDED_FIELDS))
+  return _is_train_state(tree) and any(
+      getattr(tree, f, 0) is None for f in _ADDED_FIELDS)
 
 
 def _without_empty(tree: Any) -> Any:

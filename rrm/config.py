@@ -244,6 +244,26 @@ class SafetyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RatingsConfig:
+  """The user's scalar ratings of single segments (rrm.ratings)."""
+  ratings: int  # ratings the user gives over the run (0: the section off)
+  rating_cost: float  # units of feedback.budget one rating costs
+  initial: int  # ratings asked before the first iteration
+  per_round: int  # ratings asked at each label round after that
+  levels: int  # K: the scale is 1..K
+  noise: float  # the synthetic teacher's noise, in rating units (std)
+  headroom: float  # the teacher's scale spans headroom x the initial spread
+  weight: float  # the ordinal loss's weight beside the Bradley-Terry loss
+  learning_rate: float  # Adam on the learner's thresholds and slope
+  batch_size: int  # ratings per member per reward-model step
+
+  @property
+  def budget_units(self) -> int:
+    """Units of feedback.budget the ratings take (rounded up)."""
+    return math.ceil(self.ratings * self.rating_cost - 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Everything one run needs; derived sizes are properties."""
 
@@ -263,6 +283,7 @@ class TrainConfig:
   rl: RLConfig = RLConfig(algorithm="ppo")
   sac: SACConfig | None = None  # with rl.algorithm = "sac" only
   safety: SafetyConfig | None = None  # with safety.flags > 0 only
+  ratings: RatingsConfig | None = None  # with ratings.ratings > 0 only
 
   @property
   def steps_per_env_per_iteration(self) -> int:
@@ -282,9 +303,12 @@ class TrainConfig:
 
   @property
   def preference_budget(self) -> int:
-    """What feedback.budget leaves for preference labels once the
-    unacceptable flags (safety.flags x safety.flag_cost) are paid."""
+    """What feedback.budget leaves for preference labels once the other
+    kinds are paid: unacceptable flags (safety.flags x safety.flag_cost)
+    and ratings (ratings.ratings x ratings.rating_cost)."""
     units = self.safety.budget_units if self.safety is not None else 0
+    if self.ratings is not None:
+      units += self.ratings.budget_units
     return self.feedback.budget - units
 
 

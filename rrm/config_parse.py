@@ -40,6 +40,7 @@ from rrm.config import PPOConfig
 from rrm.config import RecursiveConfig
 from rrm.config import ReportConfig
 from rrm.config import RewardConfig
+from rrm.config import RatingsConfig
 from rrm.config import RLConfig
 from rrm.config import SACConfig
 from rrm.config import SafetyConfig
@@ -138,6 +139,7 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       ALGORITHMS))
   sac = _sac_config(cd, env) if rl.algorithm == "sac" else None
   safety = _safety_config(cd)
+  ratings = _ratings_config(cd)
   config = TrainConfig(
       seed=_nonneg_int("seed", cd.seed),
       num_iterations=_positive_int("num_iterations", cd.num_iterations),
@@ -146,7 +148,7 @@ def from_config_dict(cd: ml_collections.ConfigDict) -> TrainConfig:
       keep_checkpoints=_positive_int("keep_checkpoints", cd.keep_checkpoints),
       env=env, ppo=ppo, reward=reward, feedback=feedback, oracle=oracle,
       log=log, report=report, recursive=recursive, rl=rl, sac=sac,
-      safety=safety)
+      safety=safety, ratings=ratings)
   _check_consistency(config)
   return config
 
@@ -301,7 +303,8 @@ def _feedback_config(cd: ml_collections.ConfigDict) -> FeedbackConfig:
       segments_per_iteration=_positive_int("feedback.segments_per_iteration",
                                            f.segments_per_iteration),
       budget=_positive_int("feedback.budget", f.budget),
-      initial_labels=_positive_int("feedback.initial_labels", f.initial_labels),
+      # 0 only in a run whose ratings train the model first (_check_ratings).
+      initial_labels=_nonneg_int("feedback.initial_labels", f.initial_labels),
       labels_per_round=_positive_int("feedback.labels_per_round",
                                      f.labels_per_round),
       round_every=_positive_int("feedback.round_every", f.round_every),
@@ -615,6 +618,69 @@ def _check_safety(config: TrainConfig) -> None:
           f"={fb.initial_labels}) leaves; raise the budget or ask fewer flags")
 
 
+def _ratings_config(cd: ml_collections.ConfigDict) -> RatingsConfig | None:
+  """The ratings section (rrm.ratings); None when absent or ratings=0."""
+  a = cd.get("ratings")
+  if a is None or not _nonneg_int("ratings.ratings", a.get("ratings", 0)):
+    return None
+  levels = _positive_int("ratings.levels", a.get("levels", 10))
+  if levels < 2:
+    _fail("ratings.levels", levels, "a scale needs at least 2 levels")
+  return RatingsConfig(
+      ratings=_positive_int("ratings.ratings", a.get("ratings")),
+      rating_cost=_positive_float("ratings.rating_cost",
+                                  a.get("rating_cost", 0.5)),
+      initial=_nonneg_int("ratings.initial", a.get("initial", 0)),
+      per_round=_nonneg_int("ratings.per_round", a.get("per_round", 16)),
+      levels=levels,
+      noise=_nonneg_float("ratings.noise", a.get("noise", 0.5)),
+      headroom=_positive_float("ratings.headroom", a.get("headroom", 2.0)),
+      weight=_positive_float("ratings.weight", a.get("weight", 1.0)),
+      learning_rate=_positive_float("ratings.learning_rate",
+                                    a.get("learning_rate", 1e-2)),
+      batch_size=_positive_int("ratings.batch_size",
+                               a.get("batch_size", 64)))
+
+
+def _check_ratings(config: TrainConfig) -> None:
+  """The ratings fit the run: a learned reward, a plain PPO run, budget."""
+  rt, fb = config.ratings, config.feedback
+  if not config.learned_reward:
+    _fail("ratings.ratings", rt.ratings,
+          "ratings train the learned reward; with reward.source='true' "
+          "there is none (set ratings.ratings=0)")
+  if config.rl.algorithm != "ppo":
+    _fail("ratings.ratings", rt.ratings,
+          f"ratings are implemented for rl.algorithm='ppo' only, not "
+          f"{config.rl.algorithm!r}; set ratings.ratings=0")
+  if config.recursive.enabled:
+    _fail("ratings.ratings", rt.ratings,
+          "ratings are given by a plain run's user (recursive.user='none'); "
+          f"recursive.user={config.recursive.user!r} asks comparisons only")
+  if rt.initial > rt.ratings:
+    _fail("ratings.initial", rt.initial,
+          f"more than the run's ratings.ratings={rt.ratings}")
+  if rt.initial > fb.pool_size or rt.per_round > fb.pool_size:
+    _fail("ratings.per_round" if rt.per_round > fb.pool_size
+          else "ratings.initial", max(rt.initial, rt.per_round),
+          f"more than the feedback.pool_size={fb.pool_size} segments a round "
+          "draws from")
+  if not fb.initial_labels and not rt.initial:
+    _fail("feedback.initial_labels", 0,
+          "with ratings.initial=0 too the reward model would start "
+          "untrained; ask initial preference labels or initial ratings")
+  spare = fb.budget - fb.initial_labels
+  if config.safety is not None:
+    spare -= config.safety.budget_units
+  if rt.budget_units > spare:
+    _fail("ratings.ratings", rt.ratings,
+          f"{rt.ratings} ratings at ratings.rating_cost={rt.rating_cost} cost "
+          f"{rt.budget_units} units of feedback.budget={fb.budget}, more than "
+          f"the {spare} the initial preference batch (feedback.initial_labels"
+          f"={fb.initial_labels}) and any flags leave; raise the budget or "
+          "ask fewer ratings")
+
+
 def _check_consistency(config: TrainConfig) -> None:
   """Cross-field checks: the ones no single field can make."""
   fb, env = config.feedback, config.env
@@ -636,6 +702,12 @@ def _check_consistency(config: TrainConfig) -> None:
     _check_sac(config)
   if config.safety is not None:
     _check_safety(config)
+  if config.ratings is not None:
+    _check_ratings(config)
+  elif config.learned_reward and not fb.initial_labels:
+    raise ConfigError(
+        "config.feedback.initial_labels=0: the reward model would start "
+        "untrained; ask at least 1 (or give ratings.initial > 0 ratings)")
   segments = (t // fb.segment_length) * env.num_envs
   if fb.segments_per_iteration > segments:
     raise ConfigError(
@@ -676,7 +748,7 @@ def _check_consistency(config: TrainConfig) -> None:
         f"config.feedback.initial_labels={fb.initial_labels}: the initial "
         "batch is paid from the budget.")
   heldout = config.reward.heldout_every
-  if heldout and fb.initial_labels < heldout:
+  if heldout and fb.initial_labels and fb.initial_labels < heldout:
     raise ConfigError(
         f"config.feedback.initial_labels={fb.initial_labels} is smaller than "
         f"config.reward.heldout_every={heldout}: the initial batch would "

@@ -1,7 +1,7 @@
 """The labels file: a run's feedback as a plain `.npz` that outlives code.
 
 `export_labels` writes a run's label dataset (and its unacceptable flags,
-rrm.flags) atomically; `load_labels` reads one back, checking every array
+rrm.flags, and its ratings, rrm.ratings) atomically; `load_labels` reads one back, checking every array
 before any is used, so that a file that does not fit is refused naming the
 file and the field, never inside JAX. Schema in `export_labels`; files of
 every earlier schema version still load (READABLE_FORMATS).
@@ -20,10 +20,10 @@ import numpy as np
 from rrm import feedback as rrm_feedback
 from rrm import segments as rrm_segments
 
-LABELS_FORMAT = "rrm.labels.v2"
+LABELS_FORMAT = "rrm.labels.v3"
 # Formats `load_labels` reads: v1 (written before the unacceptable flags)
-# is v2 without them.
-READABLE_FORMATS = ("rrm.labels.v1", LABELS_FORMAT)
+# is v2 without them, v2 (before the ratings) v3 without those.
+READABLE_FORMATS = ("rrm.labels.v1", "rrm.labels.v2", LABELS_FORMAT)
 
 
 class LabelsFileError(ValueError):
@@ -31,11 +31,12 @@ class LabelsFileError(ValueError):
 
 
 def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
-                  path: str, env_name: str = "", flags: Any = None) -> None:
-  """Writes the stored labels (and flags) to `path` (.npz), atomically.
+                  path: str, env_name: str = "", flags: Any = None,
+                  ratings: Any = None) -> None:
+  """Writes the stored labels (flags, ratings) to `path` (.npz), atomically.
 
   Schema (N = labels stored, L = segment length):
-    format                                           [] str, "rrm.labels.v2"
+    format                                           [] str, "rrm.labels.v3"
     env                                              [] str, env name
     first_observation, second_observation            [N, L, obs_size] float32
     first_action, second_action                      [N, L, action_size]
@@ -56,7 +57,15 @@ def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
     flag_truth [F] float32, whether the segment held an unsafe event (the
                synthetic teacher's hidden truth)
     flag_iteration  [F] int32, iteration that asked
-  v1 files are v2 files without flags.
+  and, when the run has ratings (`ratings`, rrm.ratings.RatingState;
+  R = ratings stored):
+    rating_observation, rating_action, rating_next_observation,
+    rating_true_reward  [R, L, ...] the segments the user rated
+    rating            [R] int32 in 1..rating_levels
+    rating_iteration  [R] int32, iteration that asked (-1: before the first)
+    rating_levels     [] int32, K of the scale
+    rating_anchors    [2] float32, the synthetic teacher's hidden scale
+  v2 files are v3 files without ratings; v1 files v2 files without flags.
   """
   dataset = jax.device_get(dataset)
   n = int(dataset.count)
@@ -80,6 +89,8 @@ def export_labels(dataset: rrm_feedback.LabelDataset, teacher: Any,
     arrays["flag"] = np.asarray(flags.flag)[:f]
     arrays["flag_truth"] = np.asarray(flags.truth)[:f]
     arrays["flag_iteration"] = np.asarray(flags.iteration)[:f]
+  if ratings is not None:
+    arrays.update(_rating_arrays(jax.device_get(ratings)))
   tmp = path + ".tmp.npz"
   try:
     with open(tmp, "wb") as f:
@@ -107,6 +118,33 @@ class FlagRecord:
     return int(self.flag.shape[0])
 
 
+def _rating_arrays(state: Any) -> dict[str, np.ndarray]:
+  r = state.ratings
+  n = int(r.count)
+  arrays = {f"rating_{field}": np.asarray(getattr(r.segments, field))[:n]
+            for field in r.segments._fields}
+  arrays["rating"] = np.asarray(r.rating)[:n].astype(np.int32)
+  arrays["rating_iteration"] = np.asarray(r.iteration)[:n]
+  arrays["rating_levels"] = np.asarray(
+      state.params["thresholds"].shape[-1] + 1, np.int32)
+  arrays["rating_anchors"] = np.asarray(state.anchors, np.float32)
+  return arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingRecord:
+  """A labels file's scalar ratings (schema v3; rrm.ratings)."""
+  segments: rrm_segments.Segments  # [R, L, ...] numpy
+  rating: np.ndarray  # [R] int32 in 1..levels
+  iteration: np.ndarray  # [R] int32
+  levels: int
+  anchors: np.ndarray  # [2] the synthetic teacher's hidden (lo, hi)
+
+  @property
+  def size(self) -> int:
+    return int(self.rating.shape[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelFile:
   """A labels file read back: N labelled pairs and where they came from."""
@@ -118,6 +156,7 @@ class LabelFile:
   iteration: np.ndarray  # [N] int32
   teacher: dict[str, float]
   flags: FlagRecord | None = None  # None: a v1 file, or a run without flags
+  ratings: RatingRecord | None = None  # None: before v3, or no ratings
 
   @property
   def size(self) -> int:
@@ -234,7 +273,8 @@ def load_labels(path: str) -> LabelFile:
   return LabelFile(path=path, env=str(arrays.get("env", "")),
                    first=sides["first"], second=sides["second"], label=label,
                    iteration=arrays["iteration"].astype(np.int32),
-                   teacher=teacher, flags=_flags(path, arrays, sides))
+                   teacher=teacher, flags=_flags(path, arrays, sides),
+                   ratings=_ratings(path, arrays, sides))
 
 
 def _flags(path: str, arrays: dict[str, np.ndarray],
@@ -279,3 +319,52 @@ def _flags(path: str, arrays: dict[str, np.ndarray],
       flag=arrays["flag"].astype(np.float32),
       truth=arrays["flag_truth"].astype(np.float32),
       iteration=arrays["flag_iteration"].astype(np.int32))
+
+
+def _ratings(path: str, arrays: dict[str, np.ndarray],
+             sides: dict[str, rrm_segments.Segments]) -> RatingRecord | None:
+  """The file's ratings (None without), of the preferences' L, observation
+  and action sizes, each in 1..rating_levels."""
+  fields = rrm_segments.Segments._fields
+  names = ["rating", "rating_iteration", "rating_levels", "rating_anchors"
+           ] + [f"rating_{f}" for f in fields]
+  present = [k for k in names if k in arrays]
+  if not present:
+    return None
+  missing = [k for k in names if k not in arrays]
+  if missing:
+    raise LabelsFileError(f"labels file {path} has ratings but lacks "
+                          f"{', '.join(missing)}")
+  for k in names:
+    _numeric(path, k, arrays[k], "iu" if k in (
+        "rating", "rating_iteration", "rating_levels") else "biuf")
+  n = arrays["rating"].shape[0] if arrays["rating"].ndim == 1 else -1
+  ref = sides["first"]
+  length, obs, act = (ref.observation.shape[1], ref.observation.shape[2],
+                      ref.action.shape[2])
+  want = {"rating": (n,), "rating_iteration": (n,), "rating_levels": (),
+          "rating_anchors": (2,),
+          "rating_observation": (n, length, obs),
+          "rating_next_observation": (n, length, obs),
+          "rating_action": (n, length, act), "rating_true_reward": (n, length)}
+  for k, shape in want.items():
+    if arrays[k].shape != shape or n < 0:
+      raise LabelsFileError(
+          f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
+          f"{shape} (R ratings of segments as the preferences' L={length}, "
+          f"observations of {obs}, actions of {act})")
+    if not np.all(np.isfinite(arrays[k])):
+      raise LabelsFileError(f"labels file {path}: {k} holds non-finite "
+                            "values")
+  levels = int(arrays["rating_levels"])
+  if levels < 2 or not np.all((arrays["rating"] >= 1)
+                              & (arrays["rating"] <= levels)):
+    raise LabelsFileError(
+        f"labels file {path}: rating must lie in 1..rating_levels="
+        f"{levels} (and rating_levels >= 2)")
+  return RatingRecord(
+      segments=rrm_segments.Segments(*[
+          arrays[f"rating_{f}"].astype(np.float32) for f in fields]),
+      rating=arrays["rating"].astype(np.int32),
+      iteration=arrays["rating_iteration"].astype(np.int32), levels=levels,
+      anchors=arrays["rating_anchors"].astype(np.float32))

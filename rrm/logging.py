@@ -150,8 +150,13 @@ def metric_parts(metrics: Mapping[str, Any]) -> list[str]:
   parts = [f"train true return "
            f"{_fmt_value(metrics.get('rollout/true_episode_return'))}"]
   if "oracle/labels" in metrics:
-    parts += [f"labels {_fmt_value(metrics['oracle/labels'], '.0f')}",
-              f"corr {_fmt_value(metrics.get('reward/correlation'), '.2f')}",
+    parts.append(f"labels {_fmt_value(metrics['oracle/labels'], '.0f')}")
+    for key, name in (("safety/flags_spent", "flags"),
+                      ("ratings/spent", "ratings"),
+                      ("feedback/budget_spent", "budget")):
+      if key in metrics:  # other kinds of feedback, and all at their cost
+        parts.append(f"{name} {_fmt_value(metrics[key], '.0f')}")
+    parts += [f"corr {_fmt_value(metrics.get('reward/correlation'), '.2f')}",
               f"heldout acc "
               f"{_fmt_value(metrics.get('reward/heldout_accuracy'), '.2f')}"]
   if "eval/true_return" in metrics:

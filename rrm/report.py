@@ -7,6 +7,10 @@
   final_return          the last evaluation's true return
   normalised_return     final_return / baseline_return
   labels_spent          labels paid for by the end
+  budget_to_threshold, budget_spent  the same in units of feedback.budget:
+                        every kind of feedback at its cost (preferences,
+                        flags, ratings; feedback/budget_spent), which is
+                        labels_* for a run of preferences alone
   final_aspects         the last evaluation's true return per reward
                         component (eval/reward_*): a true-reward run's are
                         the baseline of `reward_result_gap`
@@ -59,6 +63,12 @@ SIGNALS = {"episode": (LEARNED, TRUE),
            "step": ("rollout/learned_reward", "rollout/true_reward")}
 
 
+def _effort(m: Mapping[str, Any]) -> float:
+  """Budget units spent by a metrics row: feedback/budget_spent where the
+  run has other kinds than preferences, else its preference labels."""
+  return float(m.get("feedback/budget_spent", m.get("oracle/labels", 0)))
+
+
 def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
                         baseline_return: float | None,
                         threshold: float) -> dict[str, Any]:
@@ -71,12 +81,15 @@ def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
       "labels_to_threshold": None, "iteration_to_threshold": None,
       "final_return": last["eval/true_return"] if last else None,
       "normalised_return": None,
-      "labels_spent": None,
+      "labels_spent": None, "budget_to_threshold": None,
+      "budget_spent": None,
   }
   out["final_aspects"] = ({k[len("eval/"):]: v for k, v in sorted(
       last.items()) if k.startswith("eval/reward_")} if last else {})
   spent = [m["oracle/labels"] for m in metrics if "oracle/labels" in m]
   out["labels_spent"] = int(spent[-1]) if spent else 0
+  effort = [_effort(m) for m in metrics if "oracle/labels" in m]
+  out["budget_spent"] = effort[-1] if effort else 0.0
   if baseline_return is None:
     return out
   if last is not None and baseline_return != 0:
@@ -85,6 +98,7 @@ def feedback_efficiency(metrics: Iterable[Mapping[str, Any]],
   for m in evals:
     if m["eval/true_return"] >= target:
       out["labels_to_threshold"] = int(m.get("oracle/labels", 0))
+      out["budget_to_threshold"] = _effort(m) if "oracle/labels" in m else 0.0
       out["iteration_to_threshold"] = int(m["iteration"])
       break
   return out

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from rrm import config as rrm_config
 from rrm import feedback as rrm_feedback
 from rrm import flags as rrm_flags
+from rrm import ratings as rrm_ratings
 from rrm import oracle as rrm_oracle
 from rrm import ppo as rrm_ppo
 from rrm import reward as rrm_reward
@@ -134,6 +135,9 @@ class TrainState:
   # None without flags). Added after checkpoints without it were written:
   # rrm.checkpoint.state_layout leaves a None here out of the layout.
   safety: rrm_flags.SafetyState | None = None
+  # The user's scalar ratings and the learner's scale for them (rrm.ratings;
+  # None without ratings), left out of the layout as `safety` is.
+  ratings: rrm_ratings.RatingState | None = None
 
 
 class RunKeys(NamedTuple):

@@ -327,6 +327,9 @@ def results_row(member: Member, i: int, report: Mapping[str, Any],
       "labels_to_threshold": report["labels_to_threshold"],
       "normalised_return": report["normalised_return"],
       "labels_spent": report["labels_spent"],
+      # Every kind at its cost, in feedback.budget units (rrm.report).
+      "budget_to_threshold": report.get("budget_to_threshold"),
+      "budget_spent": report.get("budget_spent"),
       # The challenges' measures (rrm.report): unsafe events in training,
       # the last EPIC distance of learned and true reward (None: absent).
       "unsafe_events": (report.get("unacceptable_outcomes") or {}).get(

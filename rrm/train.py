@@ -26,6 +26,11 @@ Before the first iteration `init` fills the pool with random-policy segments,
 asks for the initial batch of labels and fits the reward model to it, so RL
 never starts from an untrained reward. The host loop that runs the program
 and writes the workdir is rrm.loop.
+
+Why ~510 lines: `_init` and `_iteration` bind every optional part (helpers,
+flags, ratings, SAC pre-training, EPIC) in one place, so that a reader sees
+the whole iteration and each part stays a pure step in its own module;
+each of them adds its few lines of wiring here.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from rrm import flags as rrm_flags
 from rrm import labeling
 from rrm import oracle as rrm_oracle
 from rrm import queries as rrm_queries
+from rrm import ratings as rrm_ratings
 from rrm import recursive as rrm_recursive
 from rrm import reward as rrm_reward
 from rrm import rollout
@@ -61,6 +67,8 @@ _EPIC_STREAM = 0x45504943
 # The safety classifier's keys, folded from init's reward key and from each
 # iteration's ask key for the same reason.
 _SAFETY_STREAM = 0x53414645
+# The ratings' rounds, likewise (rrm.ratings).
+_RATING_STREAM = 0x52415445
 
 
 class Train(NamedTuple):
@@ -127,6 +135,7 @@ class _Parts(NamedTuple):
   heldout: jax.Array
   epic: Callable | None  # (learned reward, data, key) -> metrics; None: off
   safety: rrm_flags.Safety | None  # the unacceptable flags (None: off)
+  ratings: rrm_ratings.Ratings | None  # scalar ratings (None: off)
 
 
 def _make_epic(config: rrm_config.TrainConfig) -> Callable | None:
@@ -152,7 +161,9 @@ def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
   root = plan.root
   # Extra imported labels are stored on top of the budget; counted ones
   # replace as much of the initial batch.
-  label_capacity = root.budget + (num_warm if fb.warm_start_extra else 0)
+  # At least one row: a ratings-only run budgets no preference label.
+  label_capacity = max(
+      root.budget + (num_warm if fb.warm_start_extra else 0), 1)
   initial_to_ask = (root.initial if fb.warm_start_extra
                     else max(0, root.initial - num_warm))
   model = rrm_reward.make_reward_model(rc.input, rc.hidden_layer_sizes,
@@ -193,7 +204,9 @@ def _bind(config: rrm_config.TrainConfig, plan: rrm_recursive.Plan,
       epic=_make_epic(config),
       safety=None if config.safety is None else rrm_flags.make_safety(
           config.safety, obs_size, act_size, fb.segment_length,
-          fb.round_every))
+          fb.round_every),
+      ratings=None if config.ratings is None else rrm_ratings.make_ratings(
+          config.ratings, model, optimizer, rc))
 
 
 def _rl_reward_fn(p: _Parts, state: rrm_state.TrainState):
@@ -234,9 +247,10 @@ def _init(p: _Parts, seed_key, warm, hyper: rrm_state.Hyper,
           teacher: rrm_oracle.TeacherParams) -> rrm_state.TrainState:
   """The state before the first iteration (see the module docstring).
 
-  `warm`: None, or the imported (first, second, label) and the imported
-  flags' (segments, flag, truth) or None."""
-  warm_labels, warm_flags = (None, None) if warm is None else warm
+  `warm`: None, or the imported (first, second, label), the imported
+  flags' (segments, flag, truth) or None and the imported ratings'
+  (segments, rating) or None."""
+  warm_labels, warm_flags, warm_ratings = (None,) * 3 if warm is None else warm
   fb, rc = p.config.feedback, p.config.reward
   run = rrm_state.split_seed(seed_key)
   keys = rrm_state.init_keys(run.init)
@@ -254,7 +268,7 @@ def _init(p: _Parts, seed_key, warm, hyper: rrm_state.Hyper,
   reward = rrm_reward.init_reward_state(
       p.model, rrm_reward.make_optimizer(rc.learning_rate, rc.weight_decay),
       keys.reward, rc.ensemble_size)
-  helper_state, safety_state, key_ask = None, None, keys.ask
+  helper_state, safety_state, rating_state, key_ask = None, None, None, keys.ask
   if p.config.learned_reward:
     pool = _fill_pool(p, pool, env_state, keys)
     reward = reward.replace(input_normalizer=rrm_reward.fit_input_normalizer(
@@ -283,11 +297,13 @@ def _init(p: _Parts, seed_key, warm, hyper: rrm_state.Hyper,
             flags=rrm_flags.import_flags(safety_state.flags, *warm_flags)),
                                           jax.random.fold_in(
                                               keys.fit, _SAFETY_STREAM))
+    if p.ratings is not None:
+      rating_state = rrm_ratings.init_rating_state(
+          p.ratings, pool, rc.ensemble_size,
+          jax.random.fold_in(keys.ask, _RATING_STREAM), warm_ratings)
     if not pretrain_iterations(p.config):  # else: after pre-training
-      reward, _ = p.initial_reward_update(reward, labels, keys.fit,
-                                          hyper.reward_optimizer())
-      reward = rrm_reward.refit_normalizer(p.model, reward, labels,
-                                           hyper.uncertainty_penalty)
+      reward, rating_state, _ = _fit(p, p.initial_reward_update, reward,
+                                     labels, rating_state, hyper, keys.fit)
   policy, env_state = p.agent.prefill(
       p.agent.init(keys.policy), env_state,
       jax.random.fold_in(keys.rollout, 1), _reward_fn(p, reward, hyper))
@@ -297,34 +313,70 @@ def _init(p: _Parts, seed_key, warm, hyper: rrm_state.Hyper,
       env=env_state,
       episodes=rrm_state.init_episode_stats(p.config.env.num_envs),
       key=run.run, iteration=jnp.zeros((), jnp.int32),
-      helpers=helper_state, safety=safety_state))
+      helpers=helper_state, safety=safety_state, ratings=rating_state))
+
+
+def _fit(p: _Parts, update, reward_state, labels, rating_state, hyper, key):
+  """One reward-model update on the preferences (and ratings, jointly),
+  then the output normalisation refitted. `update` is one of `_Parts`'
+  preference updates; with ratings, its `rrm.ratings` counterpart runs.
+  Returns (reward state, rating state, metrics)."""
+  if rating_state is None:
+    reward_state, m = update(reward_state, labels, key,
+                             hyper.reward_optimizer())
+    extra = None
+  else:
+    joint = (p.ratings.initial_update if update is p.initial_reward_update
+             else p.ratings.update)
+    reward_state, rating_state, m = joint(reward_state, labels, rating_state,
+                                          key, hyper.reward_optimizer())
+    extra = rrm_ratings.normalizer_reference(rating_state)
+  reward_state = rrm_reward.refit_normalizer(
+      p.model, reward_state, labels, hyper.uncertainty_penalty, extra)
+  return reward_state, rating_state, m
 
 
 def _fit_or_keep(p: _Parts, state: rrm_state.TrainState, reward_state, labels,
-                 due, key):
-  """The reward-model update when labels arrived; else the model as it was
-  (its loss metrics nan by design)."""
+                 rating_state, due, key):
+  """The reward-model update when feedback arrived; else the model as it
+  was (its loss metrics nan by design). Returns (reward state, rating
+  state, metrics)."""
 
   def fit_with(update):
-    def fit(reward_state):
-      reward_state, m = update(reward_state, labels, key,
-                               state.hyper.reward_optimizer())
-      return rrm_reward.refit_normalizer(p.model, reward_state, labels,
-                                         state.hyper.uncertainty_penalty), m
+    def fit(carry):
+      reward, ratings = carry
+      reward, ratings, m = _fit(p, update, reward, labels, ratings,
+                                state.hyper, key)
+      return (reward, ratings), m
     return fit
 
   fit = fit_with(p.reward_update)
   pretrain = pretrain_iterations(p.config)
   if pretrain:  # the initial batch, asked at pre-training's last iteration
     regular = fit
-    fit = lambda r: jax.lax.cond(state.iteration == pretrain - 1,
-                                 fit_with(p.initial_reward_update), regular, r)
+    fit = lambda c: jax.lax.cond(state.iteration == pretrain - 1,
+                                 fit_with(p.initial_reward_update), regular, c)
 
-  def keep(reward_state):
-    return reward_state, {"reward/loss": jnp.float32(jnp.nan),
-                          "reward/train_accuracy": jnp.float32(jnp.nan)}
+  def keep(carry):
+    nan = jnp.float32(jnp.nan)
+    m = {"reward/loss": nan, "reward/train_accuracy": nan}
+    if rating_state is not None:
+      m["ratings/loss"] = nan
+    return carry, m
 
-  return jax.lax.cond(due > 0, fit, keep, reward_state)
+  (reward_state, rating_state), m = jax.lax.cond(
+      due > 0, fit, keep, (reward_state, rating_state))
+  return reward_state, rating_state, m
+
+
+def _budget_spent(p: _Parts, state: rrm_state.TrainState) -> jax.Array:
+  """Budget units paid so far: preferences (1 each), flags, ratings."""
+  spent = state.labels.spent.astype(jnp.float32)
+  if p.safety is not None:
+    spent += p.safety.config.flag_cost * state.safety.flags.count
+  if p.ratings is not None:
+    spent += p.ratings.config.rating_cost * state.ratings.ratings.count
+  return spent
 
 
 def _feedback_step(p: _Parts, state, data, keys: rrm_state.IterationKeys):
@@ -353,11 +405,26 @@ def _feedback_step(p: _Parts, state, data, keys: rrm_state.IterationKeys):
   labels = p.label_round(pool, returns, state.labels, user_teacher,
                          p.queries_per_round, due, state.iteration, key_ask,
                          values)
-  reward_state, reward_metrics = _fit_or_keep(p, state, state.reward, labels,
-                                              due, keys.fit)
+  rating_state, rating_due = state.ratings, 0
+  if p.ratings is not None and p.ratings.config.per_round:
+    c = p.ratings.config
+    rating_due = rrm_ratings.ratings_due(state.iteration, rating_state.ratings,
+                                         c.per_round, fb.round_every)
+    rating_state = p.ratings.round(
+        rating_state, pool, c.per_round, rating_due, state.iteration,
+        jax.random.fold_in(keys.ask, _RATING_STREAM))
+  reward_state, rating_state, reward_metrics = _fit_or_keep(
+      p, state, state.reward, labels, rating_state,
+      due if p.ratings is None else due + rating_due, keys.fit)
   metrics.update(reward_metrics)
   metrics["oracle/labels_this_iteration"] = due
-  return reward_state, pool, labels, helper_state, metrics, returns, values
+  if rating_state is not None:
+    metrics.update(rrm_ratings.metrics(
+        rating_state, rating_due, rrm_reward.member_returns(
+            p.model, reward_state.params, reward_state.input_normalizer,
+            rating_state.ratings.segments)))
+  return (reward_state, pool, labels, helper_state, metrics, returns, values,
+          rating_state)
 
 
 def _iteration(p: _Parts, state: rrm_state.TrainState):
@@ -374,8 +441,8 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
   new = state.replace(env=env_state, episodes=episodes,
                       iteration=state.iteration + 1)
   if p.config.learned_reward:  # 4-7. segments, queries, oracle, reward
-    reward_state, pool, labels, helper_state, m, returns, values = (
-        _feedback_step(p, state, data, keys))
+    (reward_state, pool, labels, helper_state, m, returns, values,
+     rating_state) = _feedback_step(p, state, data, keys)
     metrics.update(m)
     # SAC: the replay relabelled by the updated model (PEBBLE).
     policy_state = p.agent.relabel(
@@ -396,7 +463,7 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
           p.plan, pool, returns, values, labels, helper_state, p.helpers,
           true_reward, rollout.aspects(data)))
     new = new.replace(reward=reward_state, pool=pool, labels=labels,
-                      helpers=helper_state)
+                      helpers=helper_state, ratings=rating_state)
     if p.safety is not None:
       safety_state, m = p.safety.step(  # the unacceptable flags' round
           state.safety, state.iteration, data.observation, data.action,
@@ -404,6 +471,8 @@ def _iteration(p: _Parts, state: rrm_state.TrainState):
           labels.spent, jax.random.fold_in(keys.ask, _SAFETY_STREAM))
       metrics.update(m)
       new = new.replace(safety=safety_state)
+    if p.ratings is not None:  # the user's effort: every kind, in units
+      metrics["feedback/budget_spent"] = _budget_spent(p, new)
   new = new.replace(policy=policy_state)
   metrics.update(diagnostics.health_metrics(policy_state, new.reward))
   return rollout.strip_weak_types(new), metrics
@@ -422,11 +491,14 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
       envs.action_size) if config.learned_reward else None
   parts = _bind(config, plan, envs, warm.size if warm else 0)
   init_jit = jax.jit(functools.partial(_init, parts))
-  warm_flags = None
+  warm_flags, warm_ratings = None, None
   if warm is not None and warm.flags is not None and config.safety:
     warm_flags = (warm.flags.segments, warm.flags.flag, warm.flags.truth)
+  if warm is not None and warm.ratings is not None and config.ratings:
+    warm_ratings = (warm.ratings.segments, warm.ratings.rating)
   warm_arrays = None if warm is None else jax.tree.map(
-      jnp.asarray, ((warm.first, warm.second, warm.label), warm_flags))
+      jnp.asarray, ((warm.first, warm.second, warm.label), warm_flags,
+                    warm_ratings))
 
   def init(seed_key: jax.Array, hyper: rrm_state.Hyper | None = None,
            teacher: rrm_oracle.TeacherParams | None = None

@@ -107,7 +107,8 @@ def lock(workdir: str) -> Iterator[None]:
 # older config.json (which lacks them) meant: such a run resumes unchanged.
 ADDED_LATER = {"rl": {"algorithm": "ppo"}, "sac": None,
                "feedback.recent_segments": 0, "env.unsafe_event": "auto",
-               "safety": None, "report.hacking_signal": "episode"}
+               "safety": None, "report.hacking_signal": "episode",
+               "ratings": None}
 
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any],
@@ -267,11 +268,12 @@ def prepare_fresh(workdir: str, overwrite: bool) -> None:
 
 
 def _count(path: str) -> int | None:
-  """Labels and flags a labels file holds (None: unreadable)."""
+  """Labels, flags and ratings a labels file holds (None: unreadable)."""
   try:
     with np.load(path) as data:
-      return int(data["label"].shape[0]) + (
-          int(data["flag"].shape[0]) if "flag" in data.files else 0)
+      return int(data["label"].shape[0]) + sum(
+          int(data[k].shape[0]) for k in ("flag", "rating")
+          if k in data.files)
   except Exception:  # pylint: disable=broad-except
     return None  # unreadable
 
@@ -311,22 +313,24 @@ def keep_unsaved_labels(directory: str, restored: dict[str, int],
 
 def restored_counts(state: rrm_state.TrainState,
                     plan: rrm_recursive.Plan) -> dict[str, int]:
-  """The labels (and flags) a (host) state holds, per exported file name."""
+  """The labels (flags, ratings) a (host) state holds, per exported file."""
   counts = {"labels.npz": int(state.labels.count) + (
-      0 if state.safety is None else int(state.safety.flags.count))}
+      0 if state.safety is None else int(state.safety.flags.count)) + (
+          0 if state.ratings is None else int(state.ratings.ratings.count))}
   if state.helpers is not None:
     for h, node in enumerate(plan.helpers):
       counts[f"labels.{node.name}.npz"] = int(state.helpers.labels.count[h])
   return counts
 
 
-def labels_view(state: rrm_state.TrainState) -> tuple[Any, Any, Any]:
+def labels_view(state: rrm_state.TrainState) -> tuple[Any, ...]:
   """The parts of a state `export_labels` writes: (root labels, teacher,
-  helpers' labels or None, unacceptable flags or None). Small enough to
-  gather to one host."""
+  helpers' labels or None, unacceptable flags or None, ratings or None).
+  Small enough to gather to one host."""
   return (state.labels, state.teacher,
           None if state.helpers is None else state.helpers.labels,
-          None if state.safety is None else state.safety.flags)
+          None if state.safety is None else state.safety.flags,
+          state.ratings)
 
 
 def export_labels(view: tuple[Any, Any, Any], directory: str,
@@ -334,11 +338,12 @@ def export_labels(view: tuple[Any, Any, Any], directory: str,
                   plan: rrm_recursive.Plan) -> None:
   """Exports every label of a run (`labels_view` of its host state): the
   root's to labels.npz, each helper's (recursive runs) to
-  labels.<node>.npz; the root user's flags go with its labels."""
-  labels, teacher, helper_labels, flags = view
+  labels.<node>.npz; the root user's flags and ratings go with its
+  labels."""
+  labels, teacher, helper_labels, flags, ratings = view
   rrm_checkpoint.export_labels(labels, teacher,
                                os.path.join(directory, "labels.npz"),
-                               config.env.name, flags)
+                               config.env.name, flags, ratings)
   if helper_labels is None:
     return
   for h, node in enumerate(plan.helpers):
@@ -398,7 +403,41 @@ def load_warm_start(config: rrm_config.TrainConfig, observation_size: int,
     logging.info("%s holds %d unacceptable flags; this run has none "
                  "(safety.flags=0), so they are not imported", where,
                  lf.flags.size)
+  _check_warm_ratings(lf, config, observation_size, action_size, where)
   return lf
+
+
+def _check_warm_ratings(lf: rrm_checkpoint.LabelFile,
+                        config: rrm_config.TrainConfig, observation_size: int,
+                        action_size: int, where: str) -> None:
+  """A file's ratings fit a run with ratings: its segments, its scale and
+  the run's ratings.ratings they count against."""
+  rt, fb = config.ratings, config.feedback
+  if lf.ratings is None or not lf.ratings.size:
+    return
+  if rt is None:
+    logging.info("%s holds %d ratings; this run has none "
+                 "(ratings.ratings=0), so they are not imported", where,
+                 lf.ratings.size)
+    return
+  shown = lf.ratings.segments
+  if shown.observation.shape[1:] != (fb.segment_length, observation_size) or (
+      shown.action.shape[-1] != action_size):
+    raise rrm_checkpoint.LabelsFileError(
+        f"{where} holds rated segments of {shown.observation.shape[1]} steps, "
+        f"observations of {shown.observation.shape[2]} and actions of "
+        f"{shown.action.shape[-1]}; this run has "
+        f"config.feedback.segment_length={fb.segment_length}, "
+        f"{observation_size} and {action_size}")
+  if lf.ratings.levels != rt.levels:
+    raise rrm_config.ConfigError(
+        f"{where} holds ratings on a scale of 1..{lf.ratings.levels}; "
+        f"config.ratings.levels={rt.levels}")
+  if lf.ratings.size > rt.ratings:
+    raise rrm_config.ConfigError(
+        f"{where} holds {lf.ratings.size} ratings, more than "
+        f"config.ratings.ratings={rt.ratings} they are counted against; "
+        "raise ratings.ratings")
 
 
 def write_json(path: str, value: Any) -> None:

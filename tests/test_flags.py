@@ -1,7 +1,6 @@
 """The unacceptable flag, the safety classifier and its penalty (rrm/flags.py)."""
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +20,6 @@ from rrm import oracle
 from rrm import segments as rrm_segments
 from rrm import sweep as rrm_sweep
 from rrm import train as rrm_train
-from rrm import workdir as rrm_workdir
 
 
 def _segments(n, length=3, obs=2, act=1, fill=0.0):
@@ -220,7 +218,7 @@ def test_flags_are_exported_in_labels_npz_and_v1_files_still_load(tmp_path):
   np.testing.assert_array_equal(lf.flags.iteration, 3)
   assert lf.flags.segments.observation.shape == (4, 3, 2)
   with np.load(path) as data:
-    assert str(data["format"]) == "rrm.labels.v2"
+    assert str(data["format"]) == "rrm.labels.v3"
     v1 = {k: data[k] for k in data.files if not k.startswith("flag")}
   v1["format"] = np.asarray("rrm.labels.v1")
   old = str(tmp_path / "old.npz")
@@ -235,40 +233,8 @@ def test_flags_are_exported_in_labels_npz_and_v1_files_still_load(tmp_path):
     rrm_checkpoint.load_labels(str(tmp_path / "bad.npz"))
 
 
-def test_a_run_with_flags_spends_its_budget_and_exports_them(tmp_path):
-  """The point_hazard smoke run with 32 flags (16 units): after 2
-  iterations its labels.npz holds the preferences and the flags, and the
-  budget spent is preferences + 0.5 x flags."""
-  config = config_parse.from_config_dict(_point_hazard(
-      flags=32, flags_per_round=16, penalty=2.0))
-  with fast_compile():
-    t = rrm_train.make_train(config)
-    state = t.init(jax.random.key(0))
-    assert state.safety is not None and int(state.safety.flags.count) == 0
-    for _ in range(2):
-      state, m = t.iteration(state)
-  assert int(m["safety/flags_spent"]) == 32
-  assert float(m["feedback/budget_spent"]) == int(state.labels.spent) + 16
-  assert 0 <= float(m["safety/flags_positive"]) <= 32
-  assert int(m["safety/flag_errors"]) == 0
-  host = jax.device_get(state)
-  # Every flag is the hidden truth of a segment of the run's rollouts.
-  np.testing.assert_array_equal(host.safety.flags.flag, host.safety.flags.truth)
-  rrm_workdir.export_labels(rrm_workdir.labels_view(host), str(tmp_path),
-                            config, t.plan)
-  lf = rrm_checkpoint.load_labels(os.path.join(tmp_path, "labels.npz"))
-  assert lf.size == int(host.labels.count) and lf.flags.size == 32
-  counts = rrm_workdir.restored_counts(host, t.plan)
-  assert counts["labels.npz"] == lf.size + 32
-  # The flags and the classifier are in the checkpoint, restored exactly.
-  ckpt = rrm_checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
-  ckpt.save(2, host, {})
-  ckpt.wait()
-  _, restored, _ = ckpt.restore_latest(t.init)
-  ckpt.close()
-  assert rrm_checkpoint.state_digest(restored) == rrm_checkpoint.state_digest(
-      host)
-  assert int(restored.safety.flags.count) == 32
+# A run with flags, its budget, export and checkpoint: tests/test_ratings.py
+# (`mixed`: flags, ratings and preferences in one compiled run).
 
 
 def test_a_state_without_flags_keeps_the_layout_written_before_them(
@@ -281,7 +247,7 @@ def test_a_state_without_flags_keeps_the_layout_written_before_them(
   import flax  # pylint: disable=g-import-not-at-top
   from rrm import state as rrm_state  # pylint: disable=g-import-not-at-top
   names = [f.name for f in dataclasses.fields(rrm_state.TrainState)]
-  assert names[-2:] == ["helpers", "safety"]
+  assert names[-3:] == ["helpers", "safety", "ratings"]
 
   @flax.struct.dataclass
   class TrainState:  # the layout's name is the class's
@@ -301,7 +267,8 @@ def test_a_state_without_flags_keeps_the_layout_written_before_them(
   now = rrm_state.TrainState(*leaves)
   layout = rrm_checkpoint.state_layout(now)
   # What the code before the field computed: the structure as it prints.
-  monkeypatch.setattr(rrm_checkpoint, "_without_added_none", lambda s: s)
+  monkeypatch.setattr(rrm_checkpoint, "_without_added_none",
+                      lambda s, count: s)
   assert layout == rrm_checkpoint.state_layout(TrainState(*leaves))
   monkeypatch.undo()
   assert rrm_checkpoint.state_layout(now.replace(

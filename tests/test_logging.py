@@ -344,3 +344,13 @@ def test_wandb_mode_outside_the_choices_is_refused():
   with pytest.raises(ValueError, match=r"log.wandb='cloud': must be one of "
                      "off, offline, online"):
     rrm_logging.MetricWriter("/nonexistent", wandb_mode="cloud")
+
+
+def test_the_progress_line_counts_every_kind_of_feedback():
+  parts = rrm_logging.metric_parts({
+      "rollout/true_episode_return": 5.0, "oracle/labels": 80,
+      "safety/flags_spent": 16, "ratings/spent": 24,
+      "feedback/budget_spent": 100.0})
+  assert parts[1:5] == ["labels 80", "flags 16", "ratings 24", "budget 100"]
+  plain = rrm_logging.metric_parts({"oracle/labels": 80})
+  assert not any(p.startswith(("flags", "ratings", "budget")) for p in plain)

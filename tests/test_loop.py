@@ -41,6 +41,7 @@ class FakeState:
   helpers: rrm_state.HelperState
   iteration: jax.Array
   safety: None = None  # no unacceptable flags (rrm.flags)
+  ratings: None = None  # no ratings (rrm.ratings)
 
 
 def _config(**changes):
@@ -367,12 +368,12 @@ def test_labels_that_the_workdir_refuses_are_written_elsewhere(
   state = {"full": False}
 
   def export_on_a_filling_disk(dataset, teacher, path, env_name="",
-                               flags=None):
+                               flags=None, ratings=None):
     if path.startswith(str(workdir)) and state["full"]:
       open(path + ".tmp.npz", "wb").close()  # what a full disk leaves
       os.remove(path + ".tmp.npz")
       raise OSError(28, "No space left on device")
-    return export(dataset, teacher, path, env_name, flags)
+    return export(dataset, teacher, path, env_name, flags, ratings)
 
   def iteration(s):
     state["full"] = True  # from iteration 1 on

@@ -28,6 +28,21 @@ def test_labels_to_threshold_is_the_first_evaluation_over_the_bar():
   assert report.feedback_efficiency(iter(metrics), 1000.0, 0.9) == r
 
 
+def test_budget_to_threshold_counts_every_kind_at_its_cost():
+  """A run of preferences alone: budget = labels. A run that also rates
+  (feedback/budget_spent): its budget units, not its preference labels."""
+  metrics = [_m(1, 60), _m(2, 70, 500.0), _m(4, 90, 905.0)]
+  r = report.feedback_efficiency(metrics, 1000.0, 0.9)
+  assert r["budget_to_threshold"] == 90.0 and r["budget_spent"] == 90.0
+  rated = [{**m, "feedback/budget_spent": 2.0 * m["oracle/labels"] + 0.5}
+           for m in metrics]
+  r = report.feedback_efficiency(rated, 1000.0, 0.9)
+  assert r["labels_to_threshold"] == 90
+  assert r["budget_to_threshold"] == 180.5 and r["budget_spent"] == 180.5
+  assert report.feedback_efficiency(metrics[:2], 1000.0, 0.9)[
+      "budget_to_threshold"] is None
+
+
 def test_not_reached_unknown_baseline_and_true_reward_runs():
   metrics = [_m(1, 60, 100.0), _m(2, 70, 200.0)]
   assert report.feedback_efficiency(metrics, 1000.0, 0.9)[

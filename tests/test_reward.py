@@ -29,7 +29,7 @@ def test_heldout_mask_and_train_indices_partition_the_labels():
   np.testing.assert_array_equal(np.where(mask)[0], [3, 7, 11, 15, 19])
   from rrm.reward import update as ru  # private helpers, checked directly
   count = 14
-  n_train = int(ru._num_train(jnp.int32(count), 4))
+  n_train = int(ru.num_train(jnp.int32(count), 4))
   idx = np.asarray(ru._train_index(jnp.arange(n_train), 4))
   expected = [i for i in range(count) if not mask[i]]
   np.testing.assert_array_equal(idx, expected)

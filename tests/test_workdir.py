@@ -135,8 +135,9 @@ def test_export_writes_every_nodes_labels(tmp_path):
   plan = rrm_train.make_plan(config)
   helpers = jax.tree.map(lambda *x: jnp.stack(x),
                          *[_labels(h + 1) for h in range(plan.num_helpers)])
-  rrm_workdir.export_labels((_labels(3), oracle.make_teacher(), helpers, None),
-                            str(tmp_path), config, plan)
+  rrm_workdir.export_labels(
+      (_labels(3), oracle.make_teacher(), helpers, None, None),
+      str(tmp_path), config, plan)
   assert rrm_checkpoint.load_labels(str(tmp_path / "labels.npz")).size == 3
   for h, node in enumerate(plan.helpers):
     lf = rrm_checkpoint.load_labels(str(tmp_path / f"labels.{node.name}.npz"))
@@ -157,5 +158,6 @@ class _Helpers:
 
 class _State:
 
-  def __init__(self, labels, helpers, safety=None):
+  def __init__(self, labels, helpers, safety=None, ratings=None):
     self.labels, self.helpers, self.safety = labels, helpers, safety
+    self.ratings = ratings

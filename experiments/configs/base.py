@@ -176,6 +176,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.safety.batch_size = 64
   c.safety.num_steps = 50
 
+  # Scalar ratings (rrm/ratings.py): the user rates single pool segments on
+  # 1..levels, each rating costing rating_cost units of feedback.budget (the
+  # preference labels get the rest); the reward model learns them by ordinal
+  # regression beside the comparisons. ratings=0: off. A ratings-only run
+  # sets feedback.initial_labels=0 and budget = ratings x rating_cost.
+  c.ratings = ml_collections.ConfigDict()
+  c.ratings.ratings = 0  # ratings over the run
+  c.ratings.rating_cost = 0.5  # budget units per rating (a comparison: 1)
+  c.ratings.initial = 0  # asked before the first iteration
+  c.ratings.per_round = 16  # asked every feedback.round_every after that
+  c.ratings.levels = 10  # the scale 1..levels
+  c.ratings.noise = 0.5  # the synthetic teacher's noise (rating units, std)
+  c.ratings.headroom = 2.0  # its scale: headroom x the random pool's spread
+  c.ratings.weight = 1.0  # ordinal loss beside the Bradley-Terry loss
+  c.ratings.learning_rate = 1e-2  # the learner's thresholds and slope
+  c.ratings.batch_size = 64
+
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
   # the env's reward components, e.g.

@@ -63,10 +63,34 @@ def _train_index(j: jax.Array, heldout_every: int) -> jax.Array:
   return j + j // (heldout_every - 1)
 
 
-def _num_train(count: jax.Array, heldout_every: int) -> jax.Array:
+def num_train(count: jax.Array, heldout_every: int) -> jax.Array:
+  """Training labels among the first `count` (held-out ones excluded)."""
   if heldout_every == 0:
     return count
   return count - count // heldout_every
+
+
+def bootstrap_rows(key: jax.Array, n_train: jax.Array, batch_size: int,
+                   heldout_every: int) -> jax.Array:
+  """[batch_size] indices of training labels, drawn with replacement (row 0
+  while there are none: the caller then discards the step)."""
+  j = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n_train, 1))
+  return _train_index(j, heldout_every)
+
+
+def preference_loss(model: rrm_model.RewardModel, params: Any,
+                    input_normalizer, first, second, label
+                    ) -> tuple[jax.Array, jax.Array]:
+  """One member's (params without the member axis) mean Bradley-Terry loss
+  on a batch of pairs, and its accuracy on the decided ones."""
+  one = jax.tree.map(lambda x: x[None], params)  # a 1-member ensemble
+  r1 = rrm_model.member_returns(model, one, input_normalizer, first)[0]
+  r2 = rrm_model.member_returns(model, one, input_normalizer, second)[0]
+  loss = jnp.mean(losses.bradley_terry_loss(r1, r2, label))
+  decided = label != 0.5
+  correct = ((r2 > r1) == (label > 0.5)) & decided
+  accuracy = jnp.sum(correct) / jnp.maximum(jnp.sum(decided), 1)
+  return loss, accuracy
 
 
 def make_reward_update(
@@ -87,22 +111,12 @@ def make_reward_update(
   labels yet the update is a no-op.
   """
 
-  def member_loss(params, input_normalizer, first, second, label):
-    one = jax.tree.map(lambda x: x[None], params)  # a 1-member ensemble
-    r1 = rrm_model.member_returns(model, one, input_normalizer, first)[0]
-    r2 = rrm_model.member_returns(model, one, input_normalizer, second)[0]
-    loss = jnp.mean(losses.bradley_terry_loss(r1, r2, label))
-    decided = label != 0.5
-    correct = ((r2 > r1) == (label > 0.5)) & decided
-    accuracy = jnp.sum(correct) / jnp.maximum(jnp.sum(decided), 1)
-    return loss, accuracy
-
-  grad_fn = jax.value_and_grad(member_loss, has_aux=True)
+  grad_fn = jax.value_and_grad(
+      functools.partial(preference_loss, model), has_aux=True)
 
   def member_step(params, opt_state, input_normalizer, dataset, n_train, key,
                   optimizer):
-    j = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n_train, 1))
-    idx = _train_index(j, heldout_every)
+    idx = bootstrap_rows(key, n_train, batch_size, heldout_every)
     take = lambda x: x[idx]
     (loss, accuracy), grads = grad_fn(
         params, input_normalizer, jax.tree.map(take, dataset.first),
@@ -123,7 +137,7 @@ def make_reward_update(
              ) -> tuple[RewardState, dict[str, jax.Array]]:
     if optimizer is None:
       optimizer = default_optimizer
-    n_train = _num_train(dataset.count, heldout_every)
+    n_train = num_train(dataset.count, heldout_every)
     ensemble_size = jax.tree.leaves(state.params)[0].shape[0]
 
     def step(carry, step_key):
@@ -179,8 +193,8 @@ def _ensemble_reward(member_rewards: jax.Array,
 
 def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
                      dataset: rrm_feedback.LabelDataset,
-                     uncertainty_penalty: float | jax.Array = 0.0
-                     ) -> RewardState:
+                     uncertainty_penalty: float | jax.Array = 0.0,
+                     extra: tuple | None = None) -> RewardState:
   """Refits output normalisation to the current model on the labelled segments.
 
   The learned reward handed to PPO is (mean_m r̂_m(x) - mu) / sigma, with mu
@@ -190,18 +204,24 @@ def refit_normalizer(model: rrm_model.RewardModel, state: RewardState,
   both. Refitting only when the model changes keeps the reward stationary
   between updates. The labelled segments are the reference because they span
   the behaviours seen so far (random and on-policy, good and bad) and only
-  grow. The recent-segment pool was tried first: as the policy improves it
+  grow. `extra` = (segments [E, L, ...], mask [E]) adds the segments of
+  other feedback (rated ones, rrm.ratings) to that reference. The
+  recent-segment pool was tried first: as the policy improves it
   becomes homogeneous, sigma shrinks, and each refit inflated the reward's
   scale, amplifying spurious structure (measured on inverted_pendulum: eval
   return fell from about 1000 to about 150 with labels spread over training).
   """
   both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), dataset.first,
                       dataset.second)
+  mask = jnp.concatenate([dataset.mask, dataset.mask])
+  if extra is not None:  # other feedback's segments, e.g. rated ones
+    segments, extra_mask = extra
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), both, segments)
+    mask = jnp.concatenate([mask, extra_mask])
   rewards = _ensemble_reward(
       rrm_model.predict(model, state.params, state.input_normalizer,
                         both.observation, both.action, both.next_observation),
-      uncertainty_penalty)  # [2N, L]
-  mask = jnp.concatenate([dataset.mask, dataset.mask])
+      uncertainty_penalty)  # [2N (+ extra), L]
   weights = jnp.broadcast_to(mask[:, None], rewards.shape).astype(jnp.float32)
   stats = running_statistics.update(
       running_statistics.init_state(jnp.zeros((), jnp.float32)),
