@@ -26,6 +26,9 @@ arm (`--group_by=ratings.ratings` separates them). `:<env>:<seeds>`
 changes the number of seeds (default 5); `:<env>:smoke` is a CPU-tiny
 variant (2 seeds).
 
+The initial batch is capped at half the pool size (the initial ratings
+are distinct pool segments): point_hazard's 1000 initial labels become
+512 in every arm, the rest of its 4000 units spent in its rounds of 120.
 point_hazard is run with the plain user (recursive.user = "none": the
 hidden true reward, every aspect seen), so the kinds are compared on what
 they can say, not on what the user can see.
@@ -45,10 +48,12 @@ def _base(env: str, smoke: bool):
     c.recursive.user = "none"
   else:
     c = inverted_pendulum.get_config("smoke" if smoke else "")
-  if smoke:  # two initial ratings per unit must fit in the smoke pool
-    c.feedback.initial_labels = min(c.feedback.initial_labels,
-                                    c.feedback.pool_size // 2)
   c.ratings.rating_cost = 0.5
+  # The initial ratings (two per unit of the initial batch) are distinct
+  # pool segments, so the initial batch is capped at half the pool (every
+  # arm alike): point_hazard's 1000 becomes 512, its rounds spend the rest.
+  c.feedback.initial_labels = min(c.feedback.initial_labels,
+                                  c.feedback.pool_size // 2)
   c.ratings.noise = 0.5
   return c
 

@@ -16,7 +16,6 @@ Reads every member's config.json and metrics.jsonl (rrm.sweep's layout:
 from __future__ import annotations
 
 import collections
-import json
 import os
 from typing import Any
 
@@ -32,26 +31,15 @@ THRESHOLD = 0.9
 def load_members(workdir: str) -> list[dict[str, Any]]:
   """One {algorithm, source, budget, seed, evals [(labels, return)]} each."""
   out = []
-  for unit in sorted(os.listdir(workdir)):
-    members = os.path.join(workdir, unit, "members")
-    if not os.path.isdir(members):
-      continue
-    for m in sorted(os.listdir(members)):
-      d = os.path.join(members, m)
-      with open(os.path.join(d, "config.json")) as f:
-        config = json.load(f)
-      evals = []
-      with open(os.path.join(d, "metrics.jsonl")) as f:
-        for line in f:
-          row = json.loads(line)
-          if "eval/true_return" in row:
-            evals.append((row.get("oracle/labels", 0) or 0,
-                          row["eval/true_return"]))
-      out.append({"algorithm": (config.get("rl") or {}).get("algorithm",
-                                                           "ppo"),
-                  "source": config["reward"]["source"],
-                  "budget": config["feedback"]["budget"],
-                  "seed": config["seed"], "evals": evals})
+  for run in sweep_report.member_runs(workdir):
+    config = run["config"]
+    evals = [(row.get("oracle/labels", 0) or 0, row["eval/true_return"])
+             for row in run["metrics"] if "eval/true_return" in row]
+    out.append({"algorithm": (config.get("rl") or {}).get("algorithm",
+                                                         "ppo"),
+                "source": config["reward"]["source"],
+                "budget": config["feedback"]["budget"],
+                "seed": config["seed"], "evals": evals})
   return out
 
 

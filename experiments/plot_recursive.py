@@ -20,7 +20,6 @@ its final mean.
 from __future__ import annotations
 
 import collections
-import json
 import os
 from typing import Any
 
@@ -39,26 +38,17 @@ LABELS = {"limited": "(a) unassisted limited user",
 def load_curves(workdir: str) -> dict[str, list[dict[str, Any]]]:
   """user -> one {seed, labels [E], returns [E]} per member, eval points only."""
   out = collections.defaultdict(list)
-  for unit in sorted(os.listdir(workdir)):
-    members = os.path.join(workdir, unit, "members")
-    if not os.path.isdir(members):
-      continue
-    for m in sorted(os.listdir(members)):
-      d = os.path.join(members, m)
-      with open(os.path.join(d, "config.json")) as f:
-        config = json.load(f)
-      labels, returns = [], []
-      with open(os.path.join(d, "metrics.jsonl")) as f:
-        for line in f:
-          row = json.loads(line)
-          r = row.get("eval/true_return")
-          if r is not None and np.isfinite(r):
-            # True-reward runs (the references) ask for no labels.
-            labels.append(row.get("oracle/labels", 0))
-            returns.append(r)
-      out[config["recursive"]["user"]].append({
-          "seed": config["seed"], "env": config["env"]["name"],
-          "labels": np.asarray(labels), "returns": np.asarray(returns)})
+  for run in sweep_report.member_runs(workdir):
+    config = run["config"]
+    # True-reward runs (the references) ask for no labels.
+    evals = [(row.get("oracle/labels", 0), row["eval/true_return"])
+             for row in run["metrics"]
+             if row.get("eval/true_return") is not None
+             and np.isfinite(row["eval/true_return"])]
+    out[config["recursive"]["user"]].append({
+        "seed": config["seed"], "env": config["env"]["name"],
+        "labels": np.asarray([e[0] for e in evals]),
+        "returns": np.asarray([e[1] for e in evals])})
   return dict(out)
 
 

@@ -97,6 +97,31 @@ def collect(workdir: str, units: Iterable[str] | None = None,
   return rows
 
 
+def member_runs(workdir: str) -> Iterable[dict[str, Any]]:
+  """Every member of a sweep workdir (<unit>/members/NNN/), in order:
+  {"dir", "unit", "config" (config.json), "report" (report.json, None if
+  absent), "metrics" (the rows of metrics.jsonl)}."""
+  for unit in sorted(os.listdir(workdir)):
+    members = os.path.join(workdir, unit, "members")
+    if not os.path.isdir(members):
+      continue
+    for m in sorted(os.listdir(members)):
+      d = os.path.join(members, m)
+      with open(os.path.join(d, "metrics.jsonl")) as f:
+        metrics = [json.loads(line) for line in f if line.strip()]
+      yield {"dir": d, "unit": unit,
+             "config": _read_json(os.path.join(d, "config.json")),
+             "report": _read_json(os.path.join(d, "report.json")),
+             "metrics": metrics}
+
+
+def _read_json(path: str) -> Any:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def group_columns(rows: Sequence[Mapping[str, Any]],
                   group_by: Sequence[str] | None = None) -> list[str]:
   """The columns that define a group: `group_by`, or every override."""

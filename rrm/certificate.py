@@ -88,14 +88,18 @@ def _figures(directory: str, history: Sequence[Mapping[str, Any]],
 
   fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6))
   its, values = _series(history, "oracle/labels")
-  left.plot(its, values)
+  left.plot(its, values, label="preference labels")
+  its, values = _series(history, "feedback/budget_spent")
+  if its:  # other kinds too (flags, ratings): every kind at its cost
+    left.plot(its, values, label="budget units, all kinds")
+    left.legend(fontsize="small")
   if report.get("iteration_to_threshold") is not None:
     left.axvline(report["iteration_to_threshold"], color="green",
                  linestyle="--", label=f"threshold reached "
                  f"({report.get('labels_to_threshold')} labels)")
     left.legend(fontsize="small")
   left.set_xlabel("iteration")
-  left.set_ylabel("labels spent")
+  left.set_ylabel("feedback spent")
   drawn = 0
   for key in ("reward/heldout_accuracy", "reward/labelled_pair_accuracy",
               "reward/policy_pair_accuracy", "reward/epic"):

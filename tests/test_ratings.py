@@ -447,3 +447,32 @@ def test_a_warm_start_imports_the_files_ratings_and_checks_them(mixed):
   np.testing.assert_array_equal(r.rating[:24], state.ratings.ratings.rating)
   np.testing.assert_array_equal(r.iteration[:24], -2)
   np.testing.assert_array_equal(r.iteration[24:], -1)
+
+
+@pytest.mark.parametrize("name", ["inverted_pendulum", "point_hazard:smoke"])
+def test_the_feedback_kinds_sweep_spends_one_budget_on_one_schedule(name):
+  """Preferences, ratings and mixed arms: each parses, spends exactly the
+  env's budget (comparisons + 0.5 x ratings) and starts with the same
+  units (initial labels + 0.5 x initial ratings); the plot tells the arms
+  apart from the members' configs."""
+  from experiments import feedback_kinds  # pylint: disable=g-import-not-at-top
+  from experiments import plot_feedback_kinds  # pylint: disable=g-import-not-at-top
+  from rrm import sweep as rrm_sweep  # pylint: disable=g-import-not-at-top
+  sd = feedback_kinds.get_sweep(name)
+  configs = [config_parse.from_config_dict(rrm_sweep.apply_overrides(
+      sd.base, dict(m))) for m in sd.members]
+  budget, start = set(), set()
+  arms = []
+  for c in configs:
+    rt = c.ratings
+    units = rt.budget_units if rt else 0
+    budget.add(c.preference_budget + units)
+    assert c.preference_budget + units == c.feedback.budget
+    start.add(c.feedback.initial_labels + (rt.initial * rt.rating_cost
+                                           if rt else 0))
+    arms.append(plot_feedback_kinds.arm_of(rrm_config.to_dict(c)))
+  assert len(budget) == 1 and len(start) == 1
+  assert sorted(set(arms)) == sorted(feedback_kinds.ARMS)
+  assert all(arms.count(a) == len(configs) // 3 for a in feedback_kinds.ARMS)
+  with pytest.raises(ValueError, match="name an env"):
+    feedback_kinds.get_sweep("walker2d")
