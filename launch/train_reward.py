@@ -59,9 +59,12 @@ def main(argv):
       raise rrm_config.ConfigError("--steps and --eval_every must be >= 1")
     config = config_parse.from_config_dict(config_dict)
     labels = rrm_checkpoint.load_labels(_LABELS.value)
+    rated = labels.ratings.size if labels.ratings is not None else 0
     if labels.size < 2:
       raise rrm_checkpoint.LabelsFileError(
-          f"{_LABELS.value} holds {labels.size} labels; at least 2 are needed")
+          f"{_LABELS.value} holds {labels.size} labels; at least 2 are needed"
+          + (f" (its {rated} ratings are not used: launch.train_reward trains "
+             "on comparisons only)" if rated else ""))
     model_dir = os.path.join(os.path.abspath(workdir), "reward_model")
     if os.path.exists(model_dir):
       raise FileExistsError(f"{model_dir} exists; choose a new --workdir")
@@ -72,7 +75,8 @@ def main(argv):
 
   print(f"{labels.size} labels of segments of length {labels.segment_length} "
         f"(env {labels.env or '?'}), every {config.reward.heldout_every}th "
-        "held out")
+        "held out" + (f"; its {rated} ratings are not used (comparisons "
+                      "only)" if rated else ""))
   writer = rrm_logging.MetricWriter(workdir)
 
   def report(m):

@@ -3,6 +3,7 @@ ordinal loss, the joint update, one budget with the other kinds, the labels
 file and the checkpoint."""
 
 import dataclasses
+import functools
 import math
 import os
 
@@ -125,25 +126,29 @@ def test_ratings_are_due_at_label_rounds_until_spent():
       4, 0, 4, 2, 0]
 
 
-def _fit_ratings(anchors, key, levels=10, noise=0.3, n=256):
+_ORDER_CONFIG = rrm_config.RatingsConfig(
+    ratings=256, rating_cost=0.5, initial=0, per_round=0, levels=10,
+    noise=0.3, headroom=1.0, weight=1.0, learning_rate=3e-2, batch_size=64)
+
+
+def _fit_ratings(anchors, key, n=256):
   """A reward model fitted to ratings alone of 3-step segments whose hidden
   per-step reward is the observation's first coordinate; returns Spearman's
-  rho of its predicted against the true return on fresh segments."""
+  rho of its predicted against the true return on fresh segments. One
+  compiled update serves every call (same shapes)."""
+  config = _ORDER_CONFIG
   rng = np.random.default_rng(0)
   obs = rng.normal(size=(n, 3, 2)).astype(np.float32)
   segs = _segments(obs, obs[..., 0])
-  model = rrm_reward.make_reward_model("obs", (32,), 2, 1)
+  model, update = _order_update()
   reward = rrm_reward.init_reward_state(
       model, rrm_reward.make_optimizer(3e-3, 0.0), jax.random.key(0), 2)
   reward = reward.replace(input_normalizer=rrm_reward.fit_input_normalizer(
       model, segs, jnp.ones(n, bool)))
-  config = rrm_config.RatingsConfig(
-      ratings=n, rating_cost=0.5, initial=0, per_round=0, levels=levels,
-      noise=noise, headroom=1.0, weight=1.0, learning_rate=3e-2,
-      batch_size=64)
   rated = rrm_ratings.teacher_rating(jnp.sum(segs.true_reward, -1),
-                                     jnp.asarray(anchors), levels, noise, key)
-  params = rrm_ratings.init_scale_params(2, levels)
+                                     jnp.asarray(anchors), config.levels,
+                                     config.noise, key)
+  params = rrm_ratings.init_scale_params(2, config.levels)
   optimizer = rrm_ratings.make_optimizer(config)
   state = rrm_ratings.RatingState(
       params=params, opt_state=jax.vmap(optimizer.init)(params),
@@ -151,10 +156,8 @@ def _fit_ratings(anchors, key, levels=10, noise=0.3, n=256):
       ratings=rrm_ratings.RatingDataset(
           segments=segs, rating=rated, iteration=jnp.zeros(n, jnp.int32),
           count=jnp.int32(n)))
-  update = rrm_ratings.make_joint_update(
-      model, rrm_reward.make_optimizer(3e-3, 0.0), config, 32, 400, 0)
   labels = rrm_feedback.init_labels(1, 3, 2, 1)  # no preference at all
-  reward, state, m = jax.jit(update)(reward, labels, state, key)
+  reward, state, m = update(reward, labels, state, key)
   assert np.isnan(m["reward/loss"]) and np.isfinite(m["ratings/loss"])
   test = rng.normal(size=(200, 3, 2)).astype(np.float32)
   predicted = jnp.mean(rrm_reward.member_returns(
@@ -162,6 +165,13 @@ def _fit_ratings(anchors, key, levels=10, noise=0.3, n=256):
       _segments(test, test[..., 0])), axis=0)
   return float(rrm_ratings.rank_correlation(
       predicted, jnp.asarray(test[..., 0].sum(-1)), jnp.ones(200, bool)))
+
+
+@functools.lru_cache(maxsize=None)
+def _order_update():
+  model = rrm_reward.make_reward_model("obs", (32,), 2, 1)
+  return model, jax.jit(rrm_ratings.make_joint_update(
+      model, rrm_reward.make_optimizer(3e-3, 0.0), _ORDER_CONFIG, 32, 400, 0))
 
 
 def test_ratings_on_a_scale_the_learner_does_not_know_recover_the_order():
