@@ -256,6 +256,7 @@ class RatingsConfig:
   weight: float  # the ordinal loss's weight beside the Bradley-Terry loss
   learning_rate: float  # Adam on the learner's thresholds and slope
   batch_size: int  # ratings per member per reward-model step
+  selector: str = "uniform"  # rrm.ratings.SELECTORS: which segments are rated
 
   @property
   def budget_units(self) -> int:

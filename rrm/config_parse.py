@@ -27,6 +27,7 @@ from rrm import feedback as rrm_feedback
 from rrm import logging as rrm_logging
 from rrm import oracle as rrm_oracle
 from rrm import queries as rrm_queries
+from rrm import ratings as rrm_ratings
 from rrm import recursive as rrm_recursive
 from rrm import report as rrm_report
 from rrm import reward as rrm_reward
@@ -639,7 +640,9 @@ def _ratings_config(cd: ml_collections.ConfigDict) -> RatingsConfig | None:
       learning_rate=_positive_float("ratings.learning_rate",
                                     a.get("learning_rate", 1e-2)),
       batch_size=_positive_int("ratings.batch_size",
-                               a.get("batch_size", 64)))
+                               a.get("batch_size", 64)),
+      selector=_choice("ratings.selector", a.get("selector", "uniform"),
+                       rrm_ratings.SELECTORS))
 
 
 def _check_ratings(config: TrainConfig) -> None:

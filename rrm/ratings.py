@@ -12,9 +12,11 @@ Protocol:
 
   1. `ratings.initial` ratings before the first iteration, then
      `ratings.per_round` at every label round (t % feedback.round_every ==
-     0) until `ratings.ratings` are spent; the segments rated are drawn
-     uniformly from the pool's valid ones (the pool holds the random
-     policy's segments and the recent ones of the policy);
+     0) until `ratings.ratings` are spent; the segments rated are distinct
+     valid pool segments (the pool holds the random policy's segments and
+     the recent ones of the policy), drawn uniformly or, with
+     `ratings.selector = "disagreement"`, those whose predicted return the
+     ensemble members disagree on most (standard deviation over members);
   2. the synthetic teacher sees a segment's hidden true return R and
      answers clip(round(1 + (K - 1) (R - lo) / (hi - lo) + noise * eps), 1,
      K), eps ~ N(0, 1), with its own anchors [lo, hi] fixed when it first
@@ -53,6 +55,8 @@ from rrm import config as rrm_config
 from rrm import segments as rrm_segments
 from rrm.reward import model as rrm_model
 from rrm.reward import update as rrm_update
+
+SELECTORS = ("uniform", "disagreement")  # which pool segments are rated
 
 
 @flax.struct.dataclass
@@ -138,17 +142,19 @@ def ratings_due(iteration: jax.Array, ratings: RatingDataset, per_round: int,
 
 def rating_round(ratings: RatingDataset, pool: rrm_segments.SegmentPool,
                  anchors: jax.Array, num: int, due: jax.Array, levels: int,
-                 noise: float, iteration: jax.Array, key: jax.Array
-                 ) -> RatingDataset:
+                 noise: float, iteration: jax.Array, key: jax.Array,
+                 scores: jax.Array | None = None) -> RatingDataset:
   """The user rates `due` (<= num, static) segments drawn from the pool.
 
-  The `num` shown are distinct valid pool segments chosen uniformly (invalid
-  slots only if fewer than `num` are valid); the first `due` are asked,
+  The `num` shown are distinct valid pool segments (invalid slots only if
+  fewer than `num` are valid): chosen uniformly, or the `num` of highest
+  `scores` [P] (>= 0; ties broken at random); the first `due` are asked,
   paid for and stored after the `count` already there.
   """
   key_pick, key_noise = jax.random.split(key)
   u = jax.random.uniform(key_pick, pool.valid.shape)
-  _, chosen = jax.lax.top_k(jnp.where(pool.valid, u, u - 2.0), num)
+  priority = u if scores is None else scores + 1e-6 * u
+  _, chosen = jax.lax.top_k(jnp.where(pool.valid, priority, -1.0 - u), num)
   shown = jax.tree.map(lambda x: x[chosen], pool.segments)
   rating = teacher_rating(jnp.sum(shown.true_reward, axis=-1), anchors,
                           levels, noise, key_noise)
@@ -328,7 +334,9 @@ class Ratings(NamedTuple):
   optimizer: optax.GradientTransformation
   update: Callable  # make_joint_update's, with reward.num_steps
   initial_update: Callable  # with reward.initial_num_steps
-  round: Callable  # (state, pool, num, due, iteration, key) -> state
+  # (state, pool, num, due, iteration, key, returns) -> state; returns:
+  # [M, P] the ensemble's predicted returns of the pool (the selector's).
+  round: Callable
 
 
 def make_ratings(config: rrm_config.RatingsConfig, model: rrm_model.RewardModel,
@@ -339,10 +347,12 @@ def make_ratings(config: rrm_config.RatingsConfig, model: rrm_model.RewardModel,
                             config, rc.batch_size,
                             heldout_every=rc.heldout_every)
 
-  def round_(state: RatingState, pool, num, due, iteration, key):
+  def round_(state: RatingState, pool, num, due, iteration, key, returns):
+    scores = (jnp.std(returns, axis=0) if config.selector == "disagreement"
+              else None)
     return state.replace(ratings=rating_round(
         state.ratings, pool, state.anchors, num, due, config.levels,
-        config.noise, iteration, key))
+        config.noise, iteration, key, scores))
 
   return Ratings(config=config, optimizer=make_optimizer(config),
                  update=joint(num_steps=rc.num_steps),
@@ -366,17 +376,18 @@ def import_ratings(ratings: RatingDataset, segments: rrm_segments.Segments,
 
 
 def init_rating_state(ratings: Ratings, pool: rrm_segments.SegmentPool,
-                      ensemble_size: int, key: jax.Array,
+                      returns: jax.Array, key: jax.Array,
                       warm: tuple | None = None) -> RatingState:
   """The state before the first iteration: the learner's scale at its
   prior, the teacher's anchors read off the (initial, random-policy) pool,
   the imported ratings (`warm`: (segments, rating) or None), then the
   teacher's `ratings.initial` ratings of the pool (iteration -1), as many
-  as the run's ratings leave."""
+  as the run's ratings leave. `returns`: [M, P] the untrained ensemble's
+  predicted returns of the pool (M is the ensemble's size)."""
   c = ratings.config
   segs = pool.segments
   length, obs = segs.observation.shape[1:]
-  params = init_scale_params(ensemble_size, c.levels)
+  params = init_scale_params(returns.shape[0], c.levels)
   dataset = init_ratings(c.ratings, length, obs, segs.action.shape[-1])
   if warm is not None:
     dataset = import_ratings(dataset, *warm)
@@ -386,4 +397,5 @@ def init_rating_state(ratings: Ratings, pool: rrm_segments.SegmentPool,
   if not c.initial:
     return state
   due = jnp.minimum(c.initial, c.ratings - dataset.count).astype(jnp.int32)
-  return ratings.round(state, pool, c.initial, due, jnp.int32(-1), key)
+  return ratings.round(state, pool, c.initial, due, jnp.int32(-1), key,
+                       returns)

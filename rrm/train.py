@@ -299,7 +299,7 @@ def _init(p: _Parts, seed_key, warm, hyper: rrm_state.Hyper,
                                               keys.fit, _SAFETY_STREAM))
     if p.ratings is not None:
       rating_state = rrm_ratings.init_rating_state(
-          p.ratings, pool, rc.ensemble_size,
+          p.ratings, pool, returns,
           jax.random.fold_in(keys.ask, _RATING_STREAM), warm_ratings)
     if not pretrain_iterations(p.config):  # else: after pre-training
       reward, rating_state, _ = _fit(p, p.initial_reward_update, reward,
@@ -412,7 +412,7 @@ def _feedback_step(p: _Parts, state, data, keys: rrm_state.IterationKeys):
                                          c.per_round, fb.round_every)
     rating_state = p.ratings.round(
         rating_state, pool, c.per_round, rating_due, state.iteration,
-        jax.random.fold_in(keys.ask, _RATING_STREAM))
+        jax.random.fold_in(keys.ask, _RATING_STREAM), returns)
   reward_state, rating_state, reward_metrics = _fit_or_keep(
       p, state, state.reward, labels, rating_state,
       due if p.ratings is None else due + rating_due, keys.fit)

@@ -118,6 +118,33 @@ def test_a_rating_round_rates_distinct_valid_pool_segments():
   assert int(full.count) == 5
 
 
+def test_the_disagreement_selector_rates_what_the_members_disagree_on():
+  """Scores (the members' spread of predicted returns) pick the top valid
+  slots: slot 2 scores highest but is invalid, so 4 and 1 are rated."""
+  pool = _pool([0.0, 9.0, 3.0, 6.0, 1.0, 2.0],
+               [True, True, False, True, True, False])
+  ratings = rrm_ratings.init_ratings(4, 1, 2, 1)
+  scores = jnp.asarray([0.1, 0.5, 9.0, 0.2, 0.8, 7.0])
+  out = rrm_ratings.rating_round(ratings, pool, jnp.asarray([0.0, 9.0]), 2,
+                                 jnp.int32(2), 10, 0.0, jnp.int32(0),
+                                 jax.random.key(0), scores)
+  np.testing.assert_array_equal(out.segments.observation[:2, 0, 0], [4, 1])
+  returns = jnp.stack([jnp.zeros(6), scores])  # [M = 2, P]: std = scores / 2
+  cd = _ratings_cd(ratings=8, selector="disagreement")
+  config = config_parse.from_config_dict(cd)
+  model = rrm_reward.make_reward_model("obs", (4,), 2, 1)
+  bound = rrm_ratings.make_ratings(config.ratings, model,
+                                   rrm_reward.make_optimizer(1e-3, 0.0),
+                                   config.reward)
+  state = rrm_ratings.RatingState(params=None, opt_state=None,
+                                  anchors=jnp.asarray([0.0, 9.0]),
+                                  ratings=ratings)
+  again = bound.round(state, pool, 2, jnp.int32(2), jnp.int32(0),
+                      jax.random.key(0), returns)
+  np.testing.assert_array_equal(again.ratings.segments.observation[:2, 0, 0],
+                                [4, 1])
+
+
 def test_ratings_are_due_at_label_rounds_until_spent():
   ratings = rrm_ratings.init_ratings(10, 1, 2, 1)
   due = lambda i, n: int(rrm_ratings.ratings_due(
@@ -244,6 +271,8 @@ def test_ratings_cost_budget_units():
     ({"ratings": 4000}, "ratings.ratings", "more than the"),
     ({"ratings": 8, "noise": -1.0}, "ratings.noise", ""),
     ({"ratings": -2}, "ratings.ratings", ""),
+    ({"ratings": 8, "selector": "entropy"}, "ratings.selector",
+     "'uniform', 'disagreement'"),
 ])
 def test_bad_ratings_configs_are_refused_naming_the_field(change, field,
                                                           words):

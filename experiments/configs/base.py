@@ -192,6 +192,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.ratings.weight = 1.0  # ordinal loss beside the Bradley-Terry loss
   c.ratings.learning_rate = 1e-2  # the learner's thresholds and slope
   c.ratings.batch_size = 64
+  c.ratings.selector = "uniform"  # or "disagreement" (rrm/ratings.py)
 
   # Recursive reward modeling (rrm/recursive/). user: none (the plain
   # loop) | limited | assisted | full_view; the others need a task tree over
