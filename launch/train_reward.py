@@ -4,11 +4,14 @@
       --workdir=runs/pendulum_rm [--steps=2000] \
       [--config=experiments/configs/inverted_pendulum.py --config.reward.ensemble_size=5]
 
-Only the config's `reward.*` fields and `seed` are used (architecture, input
-kind, ensemble size, optimiser, batch size, held-out fraction). Writes to
---workdir: `metrics.jsonl` (train and held-out label accuracy, held-out
-correlation of predicted and true segment returns, every --eval_every
-steps), `reward_model.json` (what rebuilds the model, the labels file, the
+Only the config's `reward.*` fields, `ratings.*` (weight, learning rate,
+batch size of a file's ratings) and `seed` are used (architecture, input
+kind, ensemble size, optimiser, batch size, held-out fraction). A file's
+ratings (rrm.ratings) are trained on jointly with its comparisons; a file
+of ratings alone trains on them. Writes to --workdir: `metrics.jsonl`
+(train and held-out label accuracy, held-out correlation of predicted and
+true segment returns; with ratings their loss and the held-out ratings'
+correlation with the predicted return; every --eval_every steps), `reward_model.json` (what rebuilds the model, the labels file, the
 final metrics) and `reward_model/` (an Orbax checkpoint of the RewardState:
 ensemble parameters, optimiser state, input and output normalisers).
 """
@@ -60,11 +63,10 @@ def main(argv):
     config = config_parse.from_config_dict(config_dict)
     labels = rrm_checkpoint.load_labels(_LABELS.value)
     rated = labels.ratings.size if labels.ratings is not None else 0
-    if labels.size < 2:
+    if labels.size + rated < 2:
       raise rrm_checkpoint.LabelsFileError(
-          f"{_LABELS.value} holds {labels.size} labels; at least 2 are needed"
-          + (f" (its {rated} ratings are not used: launch.train_reward trains "
-             "on comparisons only)" if rated else ""))
+          f"{_LABELS.value} holds {labels.size} labels and {rated} ratings; "
+          "at least 2 are needed")
     model_dir = os.path.join(os.path.abspath(workdir), "reward_model")
     if os.path.exists(model_dir):
       raise FileExistsError(f"{model_dir} exists; choose a new --workdir")
@@ -75,22 +77,28 @@ def main(argv):
 
   print(f"{labels.size} labels of segments of length {labels.segment_length} "
         f"(env {labels.env or '?'}), every {config.reward.heldout_every}th "
-        "held out" + (f"; its {rated} ratings are not used (comparisons "
-                      "only)" if rated else ""))
+        "held out" + (f"; {rated} ratings on 1..{labels.ratings.levels} "
+                      "(held out alike), trained on jointly" if rated
+                      else ""))
   writer = rrm_logging.MetricWriter(workdir)
 
   def report(m):
     writer.write(m)
-    print(f"step {m['step']} | loss {m['reward/loss']:.3f} | train acc "
-          f"{m['reward/train_accuracy']:.3f} | heldout acc "
-          f"{m['reward/heldout_accuracy']:.3f} | heldout return corr "
-          f"{m['reward/heldout_return_correlation']:.3f}")
+    line = (f"step {m['step']} | loss {m['reward/loss']:.3f} | train acc "
+            f"{m['reward/train_accuracy']:.3f} | heldout acc "
+            f"{m['reward/heldout_accuracy']:.3f} | heldout return corr "
+            f"{m['reward/heldout_return_correlation']:.3f}")
+    if "ratings/loss" in m:
+      line += (f" | ratings loss {m['ratings/loss']:.3f} | heldout rating "
+               f"corr {m['ratings/heldout_correlation']:.3f}")
+    print(line)
 
   try:
     model, state, history = offline.train_offline(
         labels.first, labels.second, labels.label, config.reward,
         _STEPS.value, _EVAL_EVERY.value, jax.random.key(config.seed),
-        progress=report)
+        progress=report, ratings=labels.ratings,
+        ratings_config=config.ratings)
   except FloatingPointError as e:
     sys.exit(f"error: {e}")
   finally:
@@ -100,12 +108,16 @@ def main(argv):
   with open(os.path.join(workdir, "reward_model.json"), "w") as f:
     json.dump({"model": offline.describe(model, config.reward),
                "labels": os.path.abspath(_LABELS.value),
-               "num_labels": labels.size, "steps": _STEPS.value,
+               "num_labels": labels.size, "num_ratings": rated,
+               "steps": _STEPS.value,
                "final": history[-1], "seed": config.seed,
                "reward_config": rrm_config.to_dict(config)["reward"]},
               f, indent=2)
-  print(f"done: heldout acc {history[-1]['reward/heldout_accuracy']:.3f} | "
-        f"reward model in {model_dir}")
+  final = history[-1]
+  quality = (f"heldout acc {final['reward/heldout_accuracy']:.3f}"
+             if labels.size else "heldout rating corr "
+             f"{final['ratings/heldout_correlation']:.3f}")
+  print(f"done: {quality} | reward model in {model_dir}")
 
 
 if __name__ == "__main__":

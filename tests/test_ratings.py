@@ -515,3 +515,37 @@ def test_the_feedback_kinds_sweep_spends_one_budget_on_one_schedule(name):
   assert all(arms.count(a) == len(configs) // 3 for a in feedback_kinds.ARMS)
   with pytest.raises(ValueError, match="name an env"):
     feedback_kinds.get_sweep("walker2d")
+
+
+def test_a_file_of_ratings_alone_trains_a_reward_model_offline():
+  """launch.train_reward's library call on a labels file that holds ratings
+  and no comparison: every 4th rating held out, the model's predicted
+  return correlates with the held-out ratings and the output normaliser is
+  fitted on the rated segments."""
+  from rrm import labels_file  # pylint: disable=g-import-not-at-top
+  from rrm.reward import offline  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  obs = rng.normal(size=(128, 3, 2)).astype(np.float32)
+  truth = obs[..., 0]
+  rating = np.asarray(rrm_ratings.teacher_rating(
+      jnp.asarray(truth.sum(-1)), jnp.asarray([-4.0, 4.0]), 10, 0.3,
+      jax.random.key(3)))
+  segs = rrm_segments.Segments(obs, np.zeros((128, 3, 1), np.float32), obs,
+                               truth)
+  record = labels_file.RatingRecord(
+      segments=segs, rating=rating, iteration=np.zeros(128, np.int32),
+      levels=10, anchors=np.asarray([-4.0, 4.0], np.float32))
+  empty = jax.tree.map(lambda x: x[:0], segs)
+  rc = dataclasses.replace(
+      config_parse.from_config_dict(inverted_pendulum.get_config(
+          "smoke")).reward, input="obs", hidden_layer_sizes=(32,),
+      ensemble_size=2, heldout_every=4)
+  with fast_compile():
+    _, state, history = offline.train_offline(
+        empty, empty, np.zeros((0,), np.float32), rc, num_steps=300,
+        eval_every=300, key=jax.random.key(0), ratings=record)
+  final = history[-1]
+  assert np.isnan(final["reward/loss"]) and np.isfinite(final["ratings/loss"])
+  assert final["ratings/heldout_correlation"] > 0.8, final
+  assert np.isfinite(float(state.normalizer.std))
+  assert float(state.normalizer.std) > 0
