@@ -28,7 +28,7 @@ names are re-exported here, where callers have always found them): the
 most expensive thing a run holds is its feedback, and it must outlive any
 change of code.
 
-Why one module of ~535 lines: the checkpoint's faults of reading and
+Why one module of ~550 lines: the checkpoint's faults of reading and
 writing (a damaged or unreadable step set aside, Orbax's aftermath of a
 failed read or write kept to one line) belong with the Checkpointer that
 meets them.

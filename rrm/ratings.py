@@ -196,6 +196,27 @@ def _member_rating_loss(model, params, scale, input_normalizer, segments,
                                scale["log_slope"]))
 
 
+def _joint_loss(model, config, batch_size, heldout_every, params, scale,
+                input_normalizer, labels, n_pref, ratings, key):
+  """One member's Bradley-Terry + weight x ordinal loss on bootstrap
+  minibatches of each kind (a kind with nothing stored adds nothing), and
+  (BT loss, BT accuracy, ordinal loss) for the metrics."""
+  key_pref, key_rate = jax.random.split(key)
+  idx = rrm_update.bootstrap_rows(key_pref, n_pref, batch_size, heldout_every)
+  take = lambda x: x[idx]
+  pref, accuracy = rrm_update.preference_loss(
+      model, params, input_normalizer, jax.tree.map(take, labels.first),
+      jax.tree.map(take, labels.second), labels.label[idx])
+  jdx = jax.random.randint(key_rate, (config.batch_size,), 0,
+                           jnp.maximum(ratings.count, 1))
+  rate = _member_rating_loss(
+      model, params, scale, input_normalizer,
+      jax.tree.map(lambda x: x[jdx], ratings.segments), ratings.rating[jdx])
+  total = (jnp.where(n_pref > 0, pref, 0.0)
+           + config.weight * jnp.where(ratings.count > 0, rate, 0.0))
+  return total, (pref, accuracy, rate)
+
+
 def make_joint_update(model: rrm_model.RewardModel,
                       reward_optimizer: optax.GradientTransformation,
                       config: rrm_config.RatingsConfig, batch_size: int,
@@ -212,26 +233,8 @@ def make_joint_update(model: rrm_model.RewardModel,
   neither kind stored the update is a no-op.
   """
   scale_optimizer = make_optimizer(config)
-
-  def loss_fn(params, scale, input_normalizer, labels, n_pref, ratings,
-              key):
-    key_pref, key_rate = jax.random.split(key)
-    idx = rrm_update.bootstrap_rows(key_pref, n_pref, batch_size,
-                                    heldout_every)
-    take = lambda x: x[idx]
-    pref, accuracy = rrm_update.preference_loss(
-        model, params, input_normalizer, jax.tree.map(take, labels.first),
-        jax.tree.map(take, labels.second), labels.label[idx])
-    jdx = jax.random.randint(key_rate, (config.batch_size,), 0,
-                             jnp.maximum(ratings.count, 1))
-    rate = _member_rating_loss(
-        model, params, scale, input_normalizer,
-        jax.tree.map(lambda x: x[jdx], ratings.segments),
-        ratings.rating[jdx])
-    total = (jnp.where(n_pref > 0, pref, 0.0)
-             + config.weight * jnp.where(ratings.count > 0, rate, 0.0))
-    return total, (pref, accuracy, rate)
-
+  loss_fn = functools.partial(_joint_loss, model, config, batch_size,
+                              heldout_every)
   grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
 
   def member_step(params, opt_state, scale, scale_opt, input_normalizer,

@@ -27,7 +27,7 @@ asks for the initial batch of labels and fits the reward model to it, so RL
 never starts from an untrained reward. The host loop that runs the program
 and writes the workdir is rrm.loop.
 
-Why ~510 lines: `_init` and `_iteration` bind every optional part (helpers,
+Why ~520 lines: `_init` and `_iteration` bind every optional part (helpers,
 flags, ratings, SAC pre-training, EPIC) in one place, so that a reader sees
 the whole iteration and each part stays a pure step in its own module;
 each of them adds its few lines of wiring here.

@@ -111,27 +111,16 @@ def train_offline(
   mask = jnp.concatenate([dataset.mask, dataset.mask])
   rated = heldout_ratings = None
   if ratings is not None and ratings.size:
-    rconfig = _ratings_config(ratings, ratings_config)
-    train_ratings, heldout_ratings = _rating_split(ratings, rc.heldout_every)
-    params = rrm_ratings.init_scale_params(rc.ensemble_size, rconfig.levels)
-    rated = rrm_ratings.RatingState(
-        params=params, opt_state=jax.vmap(rrm_ratings.make_optimizer(
-            rconfig).init)(params), anchors=jnp.asarray(ratings.anchors),
-        ratings=train_ratings)
+    rconfig, rated, heldout_ratings = _rating_learner(ratings,
+                                                      ratings_config, rc)
     every = jax.tree.map(jnp.asarray, ratings.segments)
     both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), both, every)
     mask = jnp.concatenate([mask, jnp.ones((ratings.size,), bool)])
   state = state.replace(input_normalizer=rrm_model.fit_input_normalizer(
       model, both, mask))
 
-  def make_update(steps):
-    if rated is None:
-      return jax.jit(rrm_update.make_reward_update(
-          model, optimizer, rc.batch_size, steps, rc.heldout_every))
-    joint = jax.jit(rrm_ratings.make_joint_update(
-        model, optimizer, rconfig, rc.batch_size, steps, rc.heldout_every))
-    return lambda s, d, k, r: joint(s, d, r, k)
-
+  make_update = functools.partial(_make_update, model, optimizer, rc,
+                                  None if rated is None else rconfig)
   chunk = min(eval_every, num_steps)
   update = make_update(chunk)
   heldout = rrm_update.heldout_mask(dataset.capacity, rc.heldout_every)
@@ -164,6 +153,31 @@ def train_offline(
   state = rrm_update.refit_normalizer(model, state, dataset,
                                       rc.uncertainty_penalty, extra)
   return model, state, history
+
+
+def _make_update(model, optimizer, rc, rconfig, steps):
+  """The jitted update of `steps` SGD steps: on the comparisons alone, or
+  (rconfig given) jointly with ratings, `(state, labels, key, ratings)`."""
+  if rconfig is None:
+    return jax.jit(rrm_update.make_reward_update(
+        model, optimizer, rc.batch_size, steps, rc.heldout_every))
+  joint = jax.jit(rrm_ratings.make_joint_update(
+      model, optimizer, rconfig, rc.batch_size, steps, rc.heldout_every))
+  return lambda state, labels, key, ratings: joint(state, labels, ratings,
+                                                   key)
+
+
+def _rating_learner(ratings, ratings_config, rc: rrm_config.RewardConfig):
+  """(ratings config, the learner's RatingState on the training ratings,
+  the held-out RatingDataset) for a file's RatingRecord."""
+  rconfig = _ratings_config(ratings, ratings_config)
+  train_ratings, heldout_ratings = _rating_split(ratings, rc.heldout_every)
+  params = rrm_ratings.init_scale_params(rc.ensemble_size, rconfig.levels)
+  rated = rrm_ratings.RatingState(
+      params=params, opt_state=jax.vmap(rrm_ratings.make_optimizer(
+          rconfig).init)(params), anchors=jnp.asarray(ratings.anchors),
+      ratings=train_ratings)
+  return rconfig, rated, heldout_ratings
 
 
 def _evaluate(model, dataset, heldout, heldout_ratings, state):
