@@ -13,15 +13,11 @@ included, as in the host loop.
 
 from __future__ import annotations
 
-import time
-
 from absl import app
 from absl import flags
-import jax
 from ml_collections import config_flags
 
-from rrm import config_parse
-from rrm import train as rrm_train
+from benchmarks.timing import seconds_per_iteration
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/point_hazard.py", "Run config.",
@@ -33,19 +29,6 @@ _PER_ROUND = flags.DEFINE_integer("flags_per_round", 32,
                                   "safety.flags_per_round.")
 _USER = flags.DEFINE_string("user", "none", "recursive.user (point_hazard's "
                             "config defaults to the assisted user).")
-
-
-def seconds_per_iteration(cd, iterations: int) -> float:
-  config = config_parse.from_config_dict(cd)
-  train = rrm_train.make_train(config)
-  state = train.init(jax.random.key(0))
-  state, metrics = train.iteration(state)  # compiles
-  jax.device_get(metrics)
-  start = time.perf_counter()
-  for _ in range(iterations):
-    state, metrics = train.iteration(state)
-    jax.device_get(metrics)
-  return (time.perf_counter() - start) / iterations
 
 
 def main(argv):
