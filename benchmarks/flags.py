@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from benchmarks.timing import seconds_per_iteration
+from benchmarks import timing
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/point_hazard.py", "Run config.",
@@ -38,18 +38,16 @@ def main(argv):
   cd.recursive.user = _USER.value
   cd.safety.flags = 0
   cd.safety.penalty = 0.0
-  without = seconds_per_iteration(cd, _ITERATIONS.value)
+  without = timing.seconds_per_iteration(cd, _ITERATIONS.value)
   cd.safety.flags = max(_FLAGS.value,
                         _PER_ROUND.value * (_ITERATIONS.value + 1))
   cd.safety.flags_per_round = _PER_ROUND.value
   cd.safety.penalty = 5.0
   cd.feedback.budget = max(cd.feedback.budget, cd.feedback.initial_labels
                            + cd.safety.flags)
-  with_flags = seconds_per_iteration(cd, _ITERATIONS.value)
-  print(f"without flags: {without:.3f} s/iteration")
-  print(f"with flags:    {with_flags:.3f} s/iteration "
-        f"({cd.safety.flags_per_round} flags per iteration)")
-  print(f"ratio with/without: {with_flags / without:.2f}")
+  with_flags = timing.seconds_per_iteration(cd, _ITERATIONS.value)
+  timing.print_ratio("without flags", without, "with flags", with_flags,
+                     f"{cd.safety.flags_per_round} flags per iteration")
 
 
 if __name__ == "__main__":

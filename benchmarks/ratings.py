@@ -14,11 +14,13 @@ in the host loop.
 
 from __future__ import annotations
 
+import math
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from benchmarks.timing import seconds_per_iteration
+from benchmarks import timing
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/inverted_pendulum.py", "Run config.",
@@ -37,16 +39,16 @@ def main(argv):
   cd.feedback.budget = cd.feedback.initial_labels + (
       cd.feedback.labels_per_round * (n + 1))
   cd.ratings.ratings = 0
-  without = seconds_per_iteration(cd, _ITERATIONS.value)
+  without = timing.seconds_per_iteration(cd, _ITERATIONS.value)
   cd.ratings.ratings = _PER_ROUND.value * (n + 1)
   cd.ratings.per_round = _PER_ROUND.value
   cd.ratings.initial = 0
-  cd.feedback.budget += cd.ratings.ratings  # comparisons keep their budget
-  with_ratings = seconds_per_iteration(cd, _ITERATIONS.value)
-  print(f"comparisons alone:   {without:.3f} s/iteration")
-  print(f"with ratings beside: {with_ratings:.3f} s/iteration "
-        f"({_PER_ROUND.value} ratings per iteration)")
-  print(f"ratio with/without: {with_ratings / without:.2f}")
+  # The comparisons keep their budget: it grows by the ratings' units.
+  cd.feedback.budget += math.ceil(cd.ratings.ratings
+                                  * cd.ratings.rating_cost - 1e-9)
+  with_ratings = timing.seconds_per_iteration(cd, _ITERATIONS.value)
+  timing.print_ratio("comparisons alone", without, "with ratings beside",
+                     with_ratings, f"{_PER_ROUND.value} ratings per iteration")
 
 
 if __name__ == "__main__":

@@ -24,3 +24,12 @@ def seconds_per_iteration(cd, iterations: int) -> float:
     state, metrics = train.iteration(state)
     jax.device_get(metrics)
   return (time.perf_counter() - start) / iterations
+
+
+def print_ratio(without_name: str, without: float, with_name: str,
+                with_: float, detail: str) -> None:
+  """The two timings, per iteration, and their ratio (with / without)."""
+  width = max(len(without_name), len(with_name)) + 1
+  print(f"{without_name + ':':<{width}} {without:.3f} s/iteration")
+  print(f"{with_name + ':':<{width}} {with_:.3f} s/iteration ({detail})")
+  print(f"ratio with/without: {with_ / without:.2f}")
