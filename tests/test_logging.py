@@ -324,6 +324,11 @@ def test_wandb_offline_writer_logs_finite_numbers_and_resumes_its_run(
            "note": "text"})
   w.write({"iteration": 2, "env_steps": 200, "eval/true_return": 2.5})
   w.close()
+  # W&B names an offline run's directory by the second it started in; a
+  # resume within the same second would share the first one's directory
+  # (seen on a fast machine). A real resume is seconds later: wait for the
+  # next second.
+  time.sleep(1.01 - time.time() % 1.0)
   w = rrm_logging.MetricWriter(str(workdir), wandb_mode="offline")
   w.write({"iteration": 3, "env_steps": 300, "eval/true_return": -1.0})
   w.close()
