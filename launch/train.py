@@ -95,13 +95,19 @@ def main(argv):
   summary = [f"eval true return {final.get('eval/true_return', float('nan')):.1f}"]
   if "oracle/labels" in final:
     summary.append(f"labels {int(final['oracle/labels'])}")
+  # Other kinds than comparisons (flags, ratings): the effort in units.
+  units = "feedback/budget_spent" in final
+  if units:
+    summary.append(f"budget {final['feedback/budget_spent']:g} units")
   report = result["report"]
   if report["baseline_return"] is not None:
     pct = f"{report['threshold']:.0%}"
+    what, key = (("budget units", "budget_to_threshold") if units
+                 else ("labels", "labels_to_threshold"))
     summary.append(
-        f"labels to {pct} of baseline {report['baseline_return']:g}: "
-        + ("not reached" if report["labels_to_threshold"] is None else
-           f"{report['labels_to_threshold']} (iteration "
+        f"{what} to {pct} of baseline {report['baseline_return']:g}: "
+        + ("not reached" if report[key] is None else
+           f"{report[key]:g} (iteration "
            f"{report['iteration_to_threshold']})"))
     summary.append(f"normalised return {report['normalised_return']:.2f}")
   summary.append(f"wall {final['time/elapsed_s']:.0f}s")
