@@ -277,45 +277,73 @@ def load_labels(path: str) -> LabelFile:
                    ratings=_ratings(path, arrays, sides))
 
 
-def _flags(path: str, arrays: dict[str, np.ndarray],
-           sides: dict[str, rrm_segments.Segments]) -> FlagRecord | None:
-  """The file's flags (None without), of the preferences' L, observation
-  and action sizes, checked as they are."""
+def _kind_arrays(path: str, arrays: dict[str, np.ndarray],
+                 sides: dict[str, rrm_segments.Segments], prefix: str,
+                 what: str, per_row: dict[str, str],
+                 fixed: dict[str, tuple[tuple[int, ...], str]]) -> bool:
+  """Checks one feedback kind's arrays in a labels file: all or none
+  present (False: none), numeric, of one count R per row and of the
+  preferences' segment length, observation and action sizes, finite.
+
+  `per_row`: the [R] arrays and their kinds ("iu" integers, "biuf"
+  numbers), the first giving R; `fixed`: other arrays' (shape, kind); the
+  segments are `<prefix>_<field>` of every Segments field."""
   fields = rrm_segments.Segments._fields
-  names = ["flag", "flag_truth", "flag_iteration"] + [f"flag_{f}"
-                                                      for f in fields]
-  present = [k for k in names if k in arrays]
-  if not present:
-    return None
+  seg_names = [f"{prefix}_{f}" for f in fields]
+  names = list(per_row) + list(fixed) + seg_names
+  if not any(k in arrays for k in names):
+    return False
   missing = [k for k in names if k not in arrays]
   if missing:
-    raise LabelsFileError(f"labels file {path} has flags but lacks "
+    raise LabelsFileError(f"labels file {path} has {what} but lacks "
                           f"{', '.join(missing)}")
+  kinds = {**per_row, **{k: kind for k, (_, kind) in fixed.items()},
+           **{k: "biuf" for k in seg_names}}
   for k in names:
-    _numeric(path, k, arrays[k], "iu" if k == "flag_iteration" else "biuf")
-  f = arrays["flag"].shape[0] if arrays["flag"].ndim else -1
+    _numeric(path, k, arrays[k], kinds[k])
+  first = arrays[next(iter(per_row))]
+  n = first.shape[0] if first.ndim == 1 else -1
   ref = sides["first"]
   length, obs, act = (ref.observation.shape[1], ref.observation.shape[2],
                       ref.action.shape[2])
-  want = {"flag": (f,), "flag_truth": (f,), "flag_iteration": (f,),
-          "flag_observation": (f, length, obs),
-          "flag_next_observation": (f, length, obs),
-          "flag_action": (f, length, act), "flag_true_reward": (f, length)}
+  want = {**{k: (n,) for k in per_row},
+          **{k: shape for k, (shape, _) in fixed.items()},
+          f"{prefix}_observation": (n, length, obs),
+          f"{prefix}_next_observation": (n, length, obs),
+          f"{prefix}_action": (n, length, act),
+          f"{prefix}_true_reward": (n, length)}
   for k, shape in want.items():
-    if arrays[k].shape != shape or f < 0:
+    if arrays[k].shape != shape or n < 0:
       raise LabelsFileError(
           f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
-          f"{shape} (F flags of segments as the preferences' L={length}, "
+          f"{shape} ({what} of segments as the preferences' L={length}, "
           f"observations of {obs}, actions of {act})")
     if not np.all(np.isfinite(arrays[k])):
       raise LabelsFileError(f"labels file {path}: {k} holds non-finite "
                             "values")
+  return True
+
+
+def _segments_of(arrays: dict[str, np.ndarray],
+                 prefix: str) -> rrm_segments.Segments:
+  return rrm_segments.Segments(*[
+      arrays[f"{prefix}_{f}"].astype(np.float32)
+      for f in rrm_segments.Segments._fields])
+
+
+def _flags(path: str, arrays: dict[str, np.ndarray],
+           sides: dict[str, rrm_segments.Segments]) -> FlagRecord | None:
+  """The file's flags (None without), of the preferences' L, observation
+  and action sizes, checked as they are."""
+  if not _kind_arrays(path, arrays, sides, "flag", "F flags",
+                      {"flag": "biuf", "flag_truth": "biuf",
+                       "flag_iteration": "iu"}, {}):
+    return None
   for k in ("flag", "flag_truth"):
     if not np.all(np.isin(arrays[k], (0.0, 1.0))):
       raise LabelsFileError(f"labels file {path}: {k} must be 0 or 1")
   return FlagRecord(
-      segments=rrm_segments.Segments(*[
-          arrays[f"flag_{f}"].astype(np.float32) for f in fields]),
+      segments=_segments_of(arrays, "flag"),
       flag=arrays["flag"].astype(np.float32),
       truth=arrays["flag_truth"].astype(np.float32),
       iteration=arrays["flag_iteration"].astype(np.int32))
@@ -325,37 +353,11 @@ def _ratings(path: str, arrays: dict[str, np.ndarray],
              sides: dict[str, rrm_segments.Segments]) -> RatingRecord | None:
   """The file's ratings (None without), of the preferences' L, observation
   and action sizes, each in 1..rating_levels."""
-  fields = rrm_segments.Segments._fields
-  names = ["rating", "rating_iteration", "rating_levels", "rating_anchors"
-           ] + [f"rating_{f}" for f in fields]
-  present = [k for k in names if k in arrays]
-  if not present:
+  if not _kind_arrays(path, arrays, sides, "rating", "R ratings",
+                      {"rating": "iu", "rating_iteration": "iu"},
+                      {"rating_levels": ((), "iu"),
+                       "rating_anchors": ((2,), "biuf")}):
     return None
-  missing = [k for k in names if k not in arrays]
-  if missing:
-    raise LabelsFileError(f"labels file {path} has ratings but lacks "
-                          f"{', '.join(missing)}")
-  for k in names:
-    _numeric(path, k, arrays[k], "iu" if k in (
-        "rating", "rating_iteration", "rating_levels") else "biuf")
-  n = arrays["rating"].shape[0] if arrays["rating"].ndim == 1 else -1
-  ref = sides["first"]
-  length, obs, act = (ref.observation.shape[1], ref.observation.shape[2],
-                      ref.action.shape[2])
-  want = {"rating": (n,), "rating_iteration": (n,), "rating_levels": (),
-          "rating_anchors": (2,),
-          "rating_observation": (n, length, obs),
-          "rating_next_observation": (n, length, obs),
-          "rating_action": (n, length, act), "rating_true_reward": (n, length)}
-  for k, shape in want.items():
-    if arrays[k].shape != shape or n < 0:
-      raise LabelsFileError(
-          f"labels file {path}: {k} has shape {arrays[k].shape}, expected "
-          f"{shape} (R ratings of segments as the preferences' L={length}, "
-          f"observations of {obs}, actions of {act})")
-    if not np.all(np.isfinite(arrays[k])):
-      raise LabelsFileError(f"labels file {path}: {k} holds non-finite "
-                            "values")
   levels = int(arrays["rating_levels"])
   if levels < 2 or not np.all((arrays["rating"] >= 1)
                               & (arrays["rating"] <= levels)):
@@ -363,8 +365,7 @@ def _ratings(path: str, arrays: dict[str, np.ndarray],
         f"labels file {path}: rating must lie in 1..rating_levels="
         f"{levels} (and rating_levels >= 2)")
   return RatingRecord(
-      segments=rrm_segments.Segments(*[
-          arrays[f"rating_{f}"].astype(np.float32) for f in fields]),
+      segments=_segments_of(arrays, "rating"),
       rating=arrays["rating"].astype(np.int32),
       iteration=arrays["rating_iteration"].astype(np.int32), levels=levels,
       anchors=arrays["rating_anchors"].astype(np.float32))
