@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import ml_collections
 
+import rrm
 from rrm import envs as rrm_envs
 from rrm import feedback as rrm_feedback
 from rrm import logging as rrm_logging
@@ -180,6 +181,11 @@ def _env_config(cd: ml_collections.ConfigDict) -> EnvConfig:
       kwargs=dict(e.get("kwargs", {}) or {}),
       unsafe_event=e.get("unsafe_event", "auto"),
   )
+  if env.kwargs.get("impl") == "warp" and not rrm.mjx_warp_enabled():
+    _fail("env.kwargs.impl", "warp",
+          "MJX's Warp backend is opt-in (it costs every process ~2.4 s of "
+          f"imports): set the environment variable {rrm.MJX_WARP_ENV}=1, or "
+          "use 'jax'")
   if not math.isfinite(env.failure_reward):
     _fail("env.failure_reward", env.failure_reward, "must be finite")
   problem = rrm_safety.check(env)

@@ -375,3 +375,30 @@ def test_an_unknown_hacking_signal_is_refused_naming_the_field():
     config_parse.from_config_dict(cd)
   cd.report.hacking_signal = "step"
   assert config_parse.from_config_dict(cd).report.hacking_signal == "step"
+
+
+def test_mjx_warp_is_kept_out_unless_asked(monkeypatch):
+  """MJX's Warp backend is opt-in: a launcher process starts without
+  importing warp (as if it were not installed), and a config that asks for
+  it without RRM_MJX_WARP=1 is refused naming the field and the variable."""
+  import rrm  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run(
+      [sys.executable, "-c", "import sys, launch.train, rrm; "
+       "print(repr(sys.modules['warp']), rrm.mjx_warp_enabled())"],
+      capture_output=True, text=True, timeout=120,
+      env={k: v for k, v in os.environ.items() if k != rrm.MJX_WARP_ENV},
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == ["None", "False"], proc.stdout
+  monkeypatch.delenv(rrm.MJX_WARP_ENV, raising=False)
+  monkeypatch.setitem(sys.modules, "warp", None)
+  cd = hopper.get_config("smoke")
+  cd.env.backend = "mjx"
+  cd.env.kwargs = {"impl": "warp"}
+  with pytest.raises(rrm_config.ConfigError,
+                     match=r"env\.kwargs\.impl='warp'.*RRM_MJX_WARP=1"):
+    config_parse.from_config_dict(cd)
+  monkeypatch.setenv(rrm.MJX_WARP_ENV, "1")
+  assert rrm.mjx_warp_enabled()
+  cd.env.kwargs = {"impl": "jax"}
+  config_parse.from_config_dict(cd)  # the check is on "warp" alone
