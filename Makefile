@@ -10,7 +10,17 @@ WORKDIR ?= runs/inverted_pendulum_$(shell date +%Y%m%d_%H%M%S)
 
 .PHONY: install run run-true test bench clean
 
+# Mesa's EGL: offscreen rendering of evaluation videos on a CPU (rrm/video.py).
+SYSTEM_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri
+
 $(STAMP): setup.py
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	  else \
+	    echo "rrm: evaluation videos need Mesa's EGL; on Debian/Ubuntu:" \
+	         "sudo apt-get install $(SYSTEM_PACKAGES)"; \
+	  fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

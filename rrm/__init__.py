@@ -41,6 +41,11 @@ def _import_brax_quietly() -> None:
   """
   if not mjx_warp_enabled():
     sys.modules.setdefault("warp", None)
+  # MuJoCo picks its OpenGL backend when imported (brax imports it): on
+  # Linux, offscreen EGL (rrm.video's clips; Mesa renders on a CPU) unless
+  # MUJOCO_GL says otherwise. Its default, GLFW, needs a display.
+  if sys.platform.startswith("linux"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
   # Brax also warns, once per env construction, that it is in maintenance
   # mode in favour of MJX; rrm has chosen brax deliberately.
   warnings.filterwarnings("ignore", message="Brax System, piplines")

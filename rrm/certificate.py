@@ -223,6 +223,7 @@ def write(directory: str, history: Sequence[Mapping[str, Any]],
   lines += [""]
   lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})"
             for p in written]
+  lines += _latest_video(directory)
   lines += _provenance()
   lines.append(f"| config SHA-256 | `{config_sha}` |")
   if checkpoint:
@@ -233,6 +234,20 @@ def write(directory: str, history: Sequence[Mapping[str, Any]],
     f.write("\n".join(lines) + "\n")
   os.replace(path + ".tmp", path)
   return [path] + written
+
+
+def _latest_video(directory: str) -> list[str]:
+  """The run's last evaluation video (`log.videos_every`), if it has one."""
+  videos = os.path.join(directory, "videos")
+  names = sorted(n for n in (os.listdir(videos) if os.path.isdir(videos)
+                             else []) if n.startswith("eval_")
+                 and n.endswith(".gif"))
+  if not names:
+    return []
+  it = int(names[-1][len("eval_"):-len(".gif")])
+  return ["", f"What the policy does at iteration {it} (an evaluation "
+          "episode, rrm.video):", "", f"![{names[-1]}](videos/{names[-1]})",
+          ""]
 
 
 SWEEP_FIGURES = ("sweep_returns.png", "sweep_feedback.png",

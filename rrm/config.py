@@ -166,6 +166,9 @@ class LogConfig:
   print_every: int
   wandb: str = "off"  # "off" | "offline" | "online" (rrm.logging)
   wandb_project: str = "rrm"
+  # Every this many iterations (and at the last), an evaluation episode of
+  # each member is rendered to videos/eval_<iteration>.gif (rrm.video); 0: off.
+  videos_every: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

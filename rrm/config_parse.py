@@ -371,7 +371,9 @@ def _log_config(cd: ml_collections.ConfigDict) -> LogConfig:
     _fail("log.wandb_project", project, "must be a non-empty string")
   log = LogConfig(tensorboard=bool(lg.tensorboard),
                   print_every=_positive_int("log.print_every", lg.print_every),
-                  wandb=mode, wandb_project=project)
+                  wandb=mode, wandb_project=project,
+                  videos_every=_nonneg_int("log.videos_every",
+                                           lg.get("videos_every", 0)))
   return log
 
 

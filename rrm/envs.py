@@ -60,6 +60,7 @@ from brax import envs as brax_envs
 from brax.envs import base as brax_base
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rrm import config as rrm_config
 
@@ -283,6 +284,13 @@ class PointHazard(brax_base.Env):
     self._max_accel = max_accel
     self._start_noise = start_noise
     self._arena = arena
+
+  @property
+  def geometry(self) -> dict[str, Any]:
+    """Where things are, for drawing (rrm.video): start, goal, hazard."""
+    return {"start": np.asarray(self._start), "goal": np.asarray(self._goal),
+            "hazard_center": np.asarray(self._hazard_center),
+            "hazard_radius": float(self._hazard_radius)}
 
   def _metrics(self, pos, action):
     return {

@@ -53,6 +53,7 @@ from rrm import report as rrm_report
 from rrm import safety as rrm_safety
 from rrm import state as rrm_state
 from rrm import train as rrm_train
+from rrm import video as rrm_video
 from rrm import workdir as rrm_workdir
 
 # Largest relative error of the tree's root against the env's reward that is
@@ -82,6 +83,8 @@ class Program(NamedTuple):
   overrides: tuple[dict[str, Any], ...] = ()
   sharding: Any = None
   shard: Callable[[Any], Any] = lambda x: x
+  # (states, member, iteration) -> rrm.video.Episode, for evaluation videos.
+  record_episode: Callable[[Any, int, int], Any] | None = None
 
   @property
   def size(self) -> int:
@@ -97,7 +100,9 @@ def program_of_run(train: rrm_train.Train) -> Program:
       init=lambda: train.init(seed_key), iteration=train.iteration,
       evaluate=lambda state, it: train.evaluate(
           state, jax.random.fold_in(key_eval, it)),
-      restore_init=train.init, member=lambda tree, _: tree)
+      restore_init=train.init, member=lambda tree, _: tree,
+      record_episode=lambda state, _, it: train.record_episode(
+          state, jax.random.fold_in(key_eval, it)))
 
 
 @dataclasses.dataclass
@@ -185,6 +190,9 @@ class _Loop:
     self.histories = [[] for _ in range(program.size)]
     self.watches = None  # per member: rrm_report.HackingWatch, from rows()
     self.unsafe_totals = None  # per member: unsafe events so far, from rows()
+    self.videos = rrm_video.EvalVideos(
+        program.configs, self.dirs if self.primary else [],
+        program.record_episode)
 
   def open(self) -> Any:
     """Opens the workdir; the restored state, or None to start afresh."""
@@ -428,6 +436,7 @@ class _Loop:
         f"state; {where}.{kept}")
 
   def close(self, completed: bool) -> None:
+    self.videos.close()
     for w in self.writers:
       w.close()
     if any(c.log.wandb != "off" for c in self.p.configs) and self.writers:
@@ -508,6 +517,8 @@ def _iterate(loop: _Loop, states, bar: rrm_logging.Progress, t_start: float):
       loop.histories[j].append(row)
       if loop.writers:
         loop.writers[j].write(row)
+    loop.videos.write(states, it, skip=loop.diverged,
+                      say=bar.write if loop.say else None)
     requested = loop.stop() if loop.stop else None
     if multihost.any_process(requested is not None):
       # Every process stops (and saves) at the same iteration.

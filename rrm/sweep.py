@@ -307,7 +307,18 @@ def program(sweep: Sweep, members: Sequence[Member]) -> rrm_loop.Program:
       iteration=sweep.iteration, evaluate=sweep.evaluate,
       restore_init=lambda _: sweep.init(), member=member_state,
       is_sweep=True, overrides=tuple(dict(m.overrides) for m in members),
-      sharding=sweep.sharding, shard=sweep.shard)
+      sharding=sweep.sharding, shard=sweep.shard,
+      record_episode=functools.partial(_record_member, sweep, members))
+
+
+def _record_member(sweep: Sweep, members: Sequence[Member], states,
+                   j: int, it: int):
+  """Member j's evaluation episode at iteration `it` (rrm.video), with the
+  key its solo run's videos use."""
+  key_eval = rrm_state.run_keys(members[j].config.seed)[1]
+  return sweep.train.record_episode(
+      jax.device_get(member_state(states, j)),
+      jax.random.fold_in(key_eval, it))
 
 
 def results_row(member: Member, i: int, report: Mapping[str, Any],

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +58,7 @@ from rrm import reward as rrm_reward
 from rrm import rollout
 from rrm import segments as rrm_segments
 from rrm import state as rrm_state
+from rrm import video as rrm_video
 from rrm import workdir as rrm_workdir
 from rrm.recursive import helpers as rrm_helpers
 
@@ -89,6 +90,10 @@ class Train(NamedTuple):
   evaluate: Callable[[rrm_state.TrainState, jax.Array], dict[str, jax.Array]]
   envs: rrm_envs.Envs
   plan: rrm_recursive.Plan
+  # (state, key) -> rrm.video.Episode (jitted): one evaluation episode with
+  # its positions, for videos.
+  record_episode: Callable[[rrm_state.TrainState, jax.Array], Any] | None = (
+      None)
 
 
 def make_plan(config: rrm_config.TrainConfig) -> rrm_recursive.Plan:
@@ -519,4 +524,8 @@ def make_train(config: rrm_config.TrainConfig) -> Train:
   return Train(config=config, init=init,
                iteration=jax.jit(functools.partial(_iteration, parts),
                                  donate_argnums=0),
-               evaluate=jax.jit(evaluate), envs=envs, plan=plan)
+               evaluate=jax.jit(evaluate), envs=envs, plan=plan,
+               record_episode=jax.jit(rrm_video.make_record_episode(
+                   envs.eval, parts.agent.make_policy,
+                   parts.agent.inference_params,
+                   config.env.eval_episode_length)))

@@ -51,6 +51,7 @@ def test_shipped_configs_are_valid(module, variant):
     ("feedback.query_selector", "psychic", "allowed values are"),
     ("log.wandb", "cloud", "allowed values are 'off', 'offline', 'online'"),
     ("log.wandb_project", "", "non-empty string"),
+    ("log.videos_every", -1, "non-negative integer"),
 ])
 def test_single_field_errors_name_field_value_and_allowed(field, value,
                                                           message):

@@ -124,6 +124,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # "online"; the [wandb] extra. One W&B run per workdir (rrm.logging).
   c.log.wandb = "off"
   c.log.wandb_project = "rrm"
+  # Evaluation videos (GIF) in <workdir>/videos every this many iterations
+  # and at the end; 0: none (rrm.video).
+  c.log.videos_every = 0
 
   # Feedback efficiency (report.json, the launcher's summary): labels spent
   # when the evaluated true return first reaches threshold * baseline_return,
