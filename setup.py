@@ -44,6 +44,10 @@ PLAYGROUND_REQUIRES = [
 # Cluster backends of launch/sweep.py: Slurm through submitit.
 LAUNCH_REQUIRES = ["submitit==1.5.4", "cloudpickle==3.1.2"]
 WANDB_REQUIRES = ["wandb==0.31.0"]
+# Evaluation videos as MP4 (H.264) or WebM (VP9): PyAV, FFmpeg's bindings,
+# whose wheels carry FFmpeg's libraries (libx264, libvpx). GIFs need nothing
+# beyond matplotlib's Pillow. (rrm/video.py)
+VIDEO_REQUIRES = ["av==16.1.0"]
 
 # launch/sweep.py --backend=xmanager (XManager's local executor). xmanager
 # 0.8.5.post1 (the newest) requires protobuf<7, so installing it moves
@@ -75,9 +79,11 @@ setuptools.setup(
         # compiled fixtures: ~10 min of the suite); 9.1.1 still honours it
         # and tests/conftest.py refuses a pytest that does not.
         "test": ["pytest==9.1.1", "pytest-xdist==3.8.0", "execnet==2.1.2",
-                 *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES, *WANDB_REQUIRES],
+                 *PLAYGROUND_REQUIRES, *LAUNCH_REQUIRES, *WANDB_REQUIRES,
+                 *VIDEO_REQUIRES],
         # log.wandb = "offline" | "online" (rrm.logging).
         "wandb": WANDB_REQUIRES,
+        "video": VIDEO_REQUIRES,
         "playground": PLAYGROUND_REQUIRES,
         "launch": LAUNCH_REQUIRES,
         "xmanager": XMANAGER_REQUIRES,

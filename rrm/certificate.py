@@ -239,15 +239,20 @@ def write(directory: str, history: Sequence[Mapping[str, Any]],
 def _latest_video(directory: str) -> list[str]:
   """The run's last evaluation video (`log.videos_every`), if it has one."""
   videos = os.path.join(directory, "videos")
-  names = sorted(n for n in (os.listdir(videos) if os.path.isdir(videos)
-                             else []) if n.startswith("eval_")
-                 and n.endswith(".gif"))
-  if not names:
+  clips = {}
+  for name in os.listdir(videos) if os.path.isdir(videos) else []:
+    stem, ext = os.path.splitext(name)
+    if stem.startswith("eval_") and stem[5:].isdigit() and ext in (
+        ".gif", ".mp4", ".webm"):
+      clips[int(stem[5:])] = name
+  if not clips:
     return []
-  it = int(names[-1][len("eval_"):-len(".gif")])
+  it = max(clips)
+  name = clips[it]
+  shown = (f"![{name}](videos/{name})" if name.endswith(".gif")
+           else f"[{name}](videos/{name})")
   return ["", f"What the policy does at iteration {it} (an evaluation "
-          "episode, rrm.video):", "", f"![{names[-1]}](videos/{names[-1]})",
-          ""]
+          "episode, rrm.video):", "", shown, ""]
 
 
 SWEEP_FIGURES = ("sweep_returns.png", "sweep_feedback.png",

@@ -169,6 +169,7 @@ class LogConfig:
   # Every this many iterations (and at the last), an evaluation episode of
   # each member is rendered to videos/eval_<iteration>.gif (rrm.video); 0: off.
   videos_every: int = 0
+  video_format: str = "gif"  # "gif" | "mp4" | "webm" (rrm.video.FORMATS)
 
 
 @dataclasses.dataclass(frozen=True)

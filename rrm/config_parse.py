@@ -33,6 +33,7 @@ from rrm import recursive as rrm_recursive
 from rrm import report as rrm_report
 from rrm import reward as rrm_reward
 from rrm import safety as rrm_safety
+from rrm import video as rrm_video
 from rrm.config import ConfigError
 from rrm.config import EnvConfig
 from rrm.config import FeedbackConfig
@@ -373,7 +374,11 @@ def _log_config(cd: ml_collections.ConfigDict) -> LogConfig:
                   print_every=_positive_int("log.print_every", lg.print_every),
                   wandb=mode, wandb_project=project,
                   videos_every=_nonneg_int("log.videos_every",
-                                           lg.get("videos_every", 0)))
+                                           lg.get("videos_every", 0)),
+                  video_format=lg.get("video_format", "gif"))
+  problem = rrm_video.format_problem(log.video_format)
+  if problem:
+    _fail("log.video_format", log.video_format, problem)
   return log
 
 

@@ -15,8 +15,9 @@ Three pieces, used by the host loop (`log.videos_every`) and usable alone:
     CPU: rrm sets MUJOCO_GL=egl unless it is set), a camera tracking the
     first body; point_hazard is drawn in 2-D with matplotlib (goal, hazard
     disc, the path so far).
-  * `write_gif(frames, path, fps)`: Pillow's GIF encoder (it ships with
-    matplotlib; no system encoder needed), written atomically.
+  * `write_clip(frames, path, fps)`: GIF (Pillow, which matplotlib brings),
+    MP4 (H.264) or WebM (VP9) through PyAV (FFmpeg's libraries in its
+    wheels; the [video] extra), by the path's extension, written atomically.
 
 `write_episode_video(...)` chains them. Frames from the step that ended
 the episode on (the eval env resets itself there) are dropped.
@@ -230,19 +231,72 @@ def make_renderer(env_config: rrm_config.EnvConfig,
   return PointHazardRenderer(base, size)
 
 
-def write_gif(frames: np.ndarray, path: str, fps: int = FPS) -> str:
-  """Writes [T, H, W, 3] uint8 frames as a looping GIF (atomically)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+# Clip formats (`log.video_format`): GIF by Pillow (matplotlib brings it);
+# MP4 (H.264) and WebM (VP9) by PyAV, FFmpeg's bindings (the [video] extra,
+# in [test]; its wheels carry FFmpeg's libraries: nothing to install).
+FORMATS = ("gif", "mp4", "webm")
+_AV_CODECS = {"mp4": ("libx264", {}),
+              "webm": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"})}
+AV_INSTALL = "pip install -e '.[video]'"
+
+
+def format_problem(fmt: str) -> str | None:
+  """Why clips cannot be written in `fmt` here, or None."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if fmt not in FORMATS:
+    return f"allowed values are {', '.join(map(repr, FORMATS))}"
+  if fmt in _AV_CODECS and importlib.util.find_spec("av") is None:
+    return f"{fmt} clips need PyAV: {AV_INSTALL} (or use 'gif')"
+  return None
+
+
+def write_clip(frames: np.ndarray, path: str, fps: int = FPS) -> str:
+  """Writes [T, H, W, 3] uint8 frames to `path` (atomically), in the format
+  its extension names (`FORMATS`); GIFs loop."""
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
     raise ValueError(f"frames of shape {frames.shape}: expected [T, H, W, 3]")
-  images = [Image.fromarray(f.astype(np.uint8)) for f in frames]
+  fmt = os.path.splitext(path)[1].lstrip(".").lower()
+  problem = format_problem(fmt)
+  if problem:
+    raise ValueError(f"clip {path}: format {fmt!r}: {problem}")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}.gif"
-  images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
-                 duration=max(1, round(1000 / fps)), optimize=False)
-  os.replace(tmp, path)
+  tmp = f"{path}.tmp{os.getpid()}.{fmt}"
+  try:
+    if fmt == "gif":
+      _write_gif(frames.astype(np.uint8), tmp, fps)
+    else:
+      _write_av(frames.astype(np.uint8), tmp, fps, fmt)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
   return path
+
+
+def _write_gif(frames: np.ndarray, path: str, fps: int) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  images = [Image.fromarray(f) for f in frames]
+  images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
+                 loop=0, duration=max(1, round(1000 / fps)), optimize=False)
+
+
+def _write_av(frames: np.ndarray, path: str, fps: int, fmt: str) -> None:
+  import av  # pylint: disable=g-import-not-at-top
+  codec, options = _AV_CODECS[fmt]
+  # 4:2:0 chroma needs even sides: pad the last row / column if odd.
+  pad = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
+  frames = np.pad(frames, pad, mode="edge")
+  with av.open(path, mode="w", format=fmt) as container:
+    stream = container.add_stream(codec, rate=fps, options=options)
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = "yuv420p"
+    for frame in frames:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(
+          frame, format="rgb24")):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
 
 
 def write_episode_video(renderer, episode: Episode, path: str,
@@ -250,7 +304,7 @@ def write_episode_video(renderer, episode: Episode, path: str,
   """Renders `episode` with `renderer` to `path`; returns what was drawn."""
   pos, steps = frames_of(jax.device_get(episode))
   t0 = time.perf_counter()
-  write_gif(renderer(pos), path, fps)
+  write_clip(renderer(pos), path, fps)
   return {"path": path, "steps": steps,
           "true_return": float(np.sum(np.asarray(episode.reward)[:steps])),
           "seconds": time.perf_counter() - t0}
@@ -261,7 +315,8 @@ class EvalVideos:
 
   At every `videos_every`-th iteration and the last, each member's
   evaluation episode (`record(states, member, iteration)`, the program's
-  `record_episode`) is rendered to `<member dir>/videos/eval_<it>.gif`.
+  `record_episode`) is rendered to `<member dir>/videos/eval_<it>.<fmt>`
+  (`log.video_format`).
   Rendering runs on the host between iterations; a video that cannot be
   made (no EGL, say) is a warning, never the run's end.
   """
@@ -287,7 +342,8 @@ class EvalVideos:
     for j, (config, directory) in enumerate(zip(self._configs, self._dirs)):
       if j in skip:
         continue
-      path = os.path.join(directory, "videos", f"eval_{it:06d}.gif")
+      path = os.path.join(directory, "videos",
+                          f"eval_{it:06d}.{config.log.video_format}")
       try:
         key = repr(config.env)
         if key not in self._renderers:

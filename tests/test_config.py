@@ -52,6 +52,7 @@ def test_shipped_configs_are_valid(module, variant):
     ("log.wandb", "cloud", "allowed values are 'off', 'offline', 'online'"),
     ("log.wandb_project", "", "non-empty string"),
     ("log.videos_every", -1, "non-negative integer"),
+    ("log.video_format", "avi", "allowed values are 'gif', 'mp4', 'webm'"),
 ])
 def test_single_field_errors_name_field_value_and_allowed(field, value,
                                                           message):

@@ -79,13 +79,39 @@ def test_playground_and_brax_locomotion_models_render():
 def test_gif_holds_every_frame_and_bad_frames_are_refused(tmp_path):
   frames = np.zeros((5, 24, 32, 3), np.uint8)
   frames[:, :, :, 0] = np.arange(5)[:, None, None] * 50
-  path = video.write_gif(frames, str(tmp_path / "v" / "clip.gif"), fps=10)
+  path = video.write_clip(frames, str(tmp_path / "v" / "clip.gif"), fps=10)
   with Image.open(path) as im:
     assert im.n_frames == 5 and im.size == (32, 24)
     assert im.info["loop"] == 0 and im.info["duration"] == 100
   assert os.listdir(tmp_path / "v") == ["clip.gif"]  # no temporary left
   with pytest.raises(ValueError, match=r"expected \[T, H, W, 3\]"):
-    video.write_gif(np.zeros((0, 4, 4, 3)), str(tmp_path / "empty.gif"))
+    video.write_clip(np.zeros((0, 4, 4, 3)), str(tmp_path / "empty.gif"))
+
+
+def test_mp4_and_webm_clips_decode_to_every_frame(tmp_path, monkeypatch):
+  """PyAV's H.264 and VP9: every frame back, odd sides padded to even, the
+  duration the frame rate gives; without PyAV both are refused by name."""
+  av = pytest.importorskip("av")
+  frames = np.zeros((6, 25, 33, 3), np.uint8)
+  for t in range(6):
+    frames[t, :, 5 * t:5 * t + 5] = 255  # a bar moving right
+  for fmt in ("mp4", "webm"):
+    path = video.write_clip(frames, str(tmp_path / f"clip.{fmt}"), fps=12)
+    with av.open(path) as container:
+      stream = container.streams.video[0]
+      decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(decoded) == 6 and decoded[0].shape == (26, 34, 3), fmt
+    # The bar is where it was drawn (lossy: compare columns' brightness).
+    assert [int(np.argmax(f[:25, :33].mean((0, 2)))) // 5 for f in decoded] == [
+        0, 1, 2, 3, 4, 5], fmt
+  assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "clip.webm"]
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "av" else real(name, *a))
+  assert "pip install -e '.[video]'" in video.format_problem("mp4")
+  assert video.format_problem("gif") is None
+  with pytest.raises(ValueError, match="need PyAV"):
+    video.write_clip(frames, str(tmp_path / "x.webm"))
 
 
 def test_frames_stop_where_the_episode_ended():

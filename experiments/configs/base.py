@@ -127,6 +127,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Evaluation videos (GIF) in <workdir>/videos every this many iterations
   # and at the end; 0: none (rrm.video).
   c.log.videos_every = 0
+  c.log.video_format = "gif"  # or "mp4", "webm" (the [video] extra)
 
   # Feedback efficiency (report.json, the launcher's summary): labels spent
   # when the evaluated true return first reaches threshold * baseline_return,
