@@ -167,7 +167,8 @@ class LogConfig:
   wandb: str = "off"  # "off" | "offline" | "online" (rrm.logging)
   wandb_project: str = "rrm"
   # Every this many iterations (and at the last), an evaluation episode of
-  # each member is rendered to videos/eval_<iteration>.gif (rrm.video); 0: off.
+  # each member is rendered to videos/eval_<iteration>.<video_format>
+  # (rrm.video); 0: off.
   videos_every: int = 0
   video_format: str = "gif"  # "gif" | "mp4" | "webm" (rrm.video.FORMATS)
 

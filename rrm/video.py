@@ -1,4 +1,4 @@
-"""Videos of what a policy does: evaluation episodes rendered to GIF clips.
+"""Videos of what a policy does: evaluation episodes rendered to clips.
 
 Three pieces, used by the host loop (`log.videos_every`) and usable alone:
 
